@@ -1,0 +1,19 @@
+"""hmm-fem: heterogeneous multiscale (FE², HMM) computations on FEniCSx.
+
+The package answers, at the quadrature points of a macroscopic DOLFINx problem,
+with effective properties computed by micro models (periodic cell problems on
+``MPI.COMM_SELF``).
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "cells", "references"]
+
+
+def __getattr__(name):
+    # Subpackages load DOLFINx; import them on first use so `hmm-fem --help` stays fast.
+    if name in ("cells", "references", "io"):
+        import importlib
+
+        return importlib.import_module(f"hmm_fem.{name}")
+    raise AttributeError(f"module 'hmm_fem' has no attribute {name!r}")

@@ -1,0 +1,35 @@
+"""Periodic unit cells (geometry) and the cell problems solved on them.
+
+Geometry: :func:`laminate`, :func:`square`, :func:`hexagonal`, :func:`cubic`,
+:func:`random` build gmsh meshes in process; :func:`load` reads a user ``.msh``.
+Problems: :class:`ConductivityCell` gives the effective conductivity K*.
+"""
+
+from .conductivity import ConductivityCell
+from .geometry import TOUCHING_LIMITS, cubic, hexagonal, laminate, random, square
+from .laws import ArrheniusLaw, ConstantLaw, LinearLaw
+from .models import ConductivityModel
+from .msh import check_periodic, load
+from .periodic import DEFAULT_SOLVER_OPTIONS, CellSolveError
+from .unitcell import INCLUSION, MATRIX, UnitCell
+
+__all__ = [
+    "UnitCell",
+    "MATRIX",
+    "INCLUSION",
+    "TOUCHING_LIMITS",
+    "laminate",
+    "square",
+    "hexagonal",
+    "cubic",
+    "random",
+    "load",
+    "check_periodic",
+    "ConductivityCell",
+    "ConductivityModel",
+    "ConstantLaw",
+    "LinearLaw",
+    "ArrheniusLaw",
+    "CellSolveError",
+    "DEFAULT_SOLVER_OPTIONS",
+]

@@ -1,0 +1,356 @@
+"""The periodic conductivity cell problem: effective conductivity tensor K*.
+
+For each unit macro gradient ``e_j`` the periodic corrector ``chi_j`` solves
+
+    div( K (e_j + grad chi_j) ) = 0   in the cell Y,   chi_j periodic,
+
+and the effective tensor is the energy average
+
+    K*_ij = 1/|Y| int_Y (e_i + grad chi_i) . K (e_j + grad chi_j) dx,
+
+which is symmetric by construction. All ``d`` load cases share one
+factorisation. Sign convention: a macro temperature gradient ``G`` gives the
+macro heat flux ``q = -K* G``; the local flux of load case ``j`` is
+``q_j = -K (e_j + grad chi_j)``. K* is in the units of the phase conductivities.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+import dolfinx.fem.petsc
+import dolfinx_mpc
+import numpy as np
+import ufl
+from dolfinx import fem
+from petsc4py import PETSc
+
+from .periodic import CellSolveError, FactorisedSolver, periodic_constraint
+from .unitcell import UnitCell
+
+__all__ = ["ConductivityCell", "check_tensor"]
+
+
+def _as_tensor(value, dim: int, what: str) -> np.ndarray:
+    """A phase property as a ``dim x dim`` symmetric positive definite matrix, or a clear error."""
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        arr = float(arr) * np.eye(dim)
+    elif arr.ndim == 1 and arr.shape[0] == dim:
+        arr = np.diag(arr)
+    if arr.shape != (dim, dim):
+        raise ValueError(
+            f"{what} has shape {np.asarray(value).shape}; give a scalar, {dim} diagonal values "
+            f"or a {dim}x{dim} matrix"
+        )
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{what} is not finite: {value!r}")
+    if not np.allclose(arr, arr.T, rtol=1e-12, atol=0.0):
+        raise ValueError(f"{what} is not symmetric: {arr.tolist()}")
+    eig = np.linalg.eigvalsh(arr)
+    if eig.min() <= 0.0:
+        raise ValueError(
+            f"{what} must be positive (definite); got {value!r} with smallest eigenvalue "
+            f"{eig.min():.6g}. Conductivities are positive physical quantities."
+        )
+    return arr
+
+
+def check_tensor(tensor: np.ndarray, what: str = "effective tensor") -> None:
+    """Raise :class:`CellSolveError` unless ``tensor`` is finite, symmetric, positive definite."""
+    if not np.all(np.isfinite(tensor)):
+        raise CellSolveError(f"{what} is not finite: {tensor.tolist()}")
+    scale = np.abs(tensor).max()
+    if np.abs(tensor - tensor.T).max() > 1e-8 * scale:
+        raise CellSolveError(f"{what} is not symmetric: {tensor.tolist()}")
+    if np.linalg.eigvalsh(0.5 * (tensor + tensor.T)).min() <= 0.0:
+        raise CellSolveError(f"{what} is not positive definite: {tensor.tolist()}")
+
+
+class ConductivityCell:
+    """Effective conductivity of a periodic unit cell.
+
+    The cell is built once: function space, periodic constraint, compiled forms
+    and matrix sparsity. :meth:`effective_tensor` with new phase values only
+    reassembles, refactorises and solves the ``d`` load cases.
+
+    Example:
+        >>> cell = hmm_fem.cells.square(0.4)
+        >>> problem = ConductivityCell(cell, {"matrix": 1.0, "inclusion": 10.0})
+        >>> problem.effective_tensor()       # 2x2 array, about 1.98 * I
+
+    Args:
+        cell: The unit cell (mesh with phase tags).
+        conductivities: Conductivity of every phase, by phase name or tag: a positive
+            scalar (isotropic), ``d`` positive values (diagonal) or a symmetric
+            positive definite ``d x d`` matrix.
+        degree: Polynomial degree of the Lagrange corrector space.
+        petsc_options: Linear solver options; default direct LU (MUMPS).
+    """
+
+    def __init__(
+        self,
+        cell: UnitCell,
+        conductivities: Mapping,
+        degree: int = 1,
+        petsc_options: dict | None = None,
+    ):
+        if int(degree) < 1:
+            raise ValueError(f"degree must be >= 1, got {degree}")
+        self.cell = cell
+        self.degree = int(degree)
+        d = cell.dim
+        msh = cell.mesh
+        self.V = fem.functionspace(msh, ("Lagrange", self.degree))
+        self.mpc, self.bcs = periodic_constraint(self.V, cell.lengths)
+
+        # Phase conductivity as a cell-wise constant tensor field.
+        self._Q = fem.functionspace(msh, ("DG", 0, (d, d)))
+        self.conductivity = fem.Function(self._Q, name="conductivity")
+        num_cells = msh.topology.index_map(d).size_local + msh.topology.index_map(d).num_ghosts
+        dofs = self._Q.dofmap.list[:num_cells, 0]
+        phase_of_dof = np.empty(num_cells, dtype=np.int32)
+        phase_of_dof[dofs] = self._phase_of_cell(num_cells)
+        self._phase_index_of_dof = phase_of_dof
+        volumes = cell.phase_volumes()
+        self._phase_volumes = np.array([volumes[n] for n in cell.phases])
+
+        u, v = ufl.TrialFunction(self.V), ufl.TestFunction(self.V)
+        K = self.conductivity
+        self.macro_gradient = fem.Constant(msh, np.zeros(d, dtype=PETSc.ScalarType))
+        self._a = fem.form(ufl.inner(K * ufl.grad(u), ufl.grad(v)) * ufl.dx)
+        self._L = fem.form(-ufl.inner(K * self.macro_gradient, ufl.grad(v)) * ufl.dx)
+
+        self.correctors = [
+            fem.Function(self.mpc.function_space, name=f"corrector_{'xyz'[j]}") for j in range(d)
+        ]
+        self._b = dolfinx_mpc.assemble_vector(self._L, self.mpc)
+        self._slaves = np.asarray(self.mpc.slaves, dtype=np.int64)
+        self._set_conductivities(conductivities)
+        self.solver = FactorisedSolver(
+            self._a, self.mpc, self.bcs, "conductivity_cell", petsc_options
+        )
+        self._tensor: np.ndarray | None = None
+        self._solved_for: np.ndarray | None = None
+        self.seconds = 0.0
+        self._flux_expressions = None
+        self._phase_matrices = None
+
+    # -- phases ---------------------------------------------------------------------------
+    def _phase_of_cell(self, num_cells: int) -> np.ndarray:
+        """Index (into ``cell.phases``) of the phase of every local cell, vectorised."""
+        tags = self.cell.cell_tags
+        tag_of_cell = np.full(num_cells, -1, dtype=np.int64)
+        tag_of_cell[tags.indices] = tags.values
+        index_of_tag = {tag: i for i, tag in enumerate(self.cell.phases.values())}
+        lookup = np.full(max(max(index_of_tag), int(tag_of_cell.max())) + 2, -1, dtype=np.int32)
+        for tag, i in index_of_tag.items():
+            lookup[tag] = i
+        phase = lookup[tag_of_cell]
+        if np.any(phase < 0):
+            bad = np.flatnonzero(phase < 0)
+            untagged = sorted(set(tag_of_cell[bad].tolist()))
+            raise ValueError(
+                f"{len(bad)} cells of the '{self.cell.geometry}' cell carry tags {untagged} that "
+                f"name no phase (phases: {self.cell.phases}); -1 means untagged. Tag every cell "
+                "with a phase."
+            )
+        return phase
+
+    def _phase_tensors(self, conductivities: Mapping) -> np.ndarray:
+        """The ``(num_phases, d, d)`` array of phase conductivities, validated."""
+        phases = self.cell.phases
+        tag_to_name = {tag: name for name, tag in phases.items()}
+        given: dict[str, object] = {}
+        for key, value in dict(conductivities).items():
+            name = tag_to_name.get(key, key) if not isinstance(key, str) else key
+            if name not in phases:
+                raise ValueError(
+                    f"conductivity given for unknown phase {key!r}; the phases of this "
+                    f"'{self.cell.geometry}' cell are {phases} (name: tag)"
+                )
+            given[name] = value
+        missing = [f"'{n}' (tag {t})" for n, t in phases.items() if n not in given]
+        if missing:
+            raise ValueError(
+                f"no conductivity given for phase {', '.join(missing)}; the phases of this "
+                f"'{self.cell.geometry}' cell are {phases} (name: tag)"
+            )
+        d = self.cell.dim
+        return np.array(
+            [
+                _as_tensor(given[n], d, f"conductivity of phase '{n}' (tag {t})")
+                for n, t in phases.items()
+            ]
+        )
+
+    def _set_conductivities(self, conductivities: Mapping) -> None:
+        self._phase_K = self._phase_tensors(conductivities)
+        d = self.cell.dim
+        values = self.conductivity.x.array.reshape(-1, d * d)
+        values[:] = self._phase_K.reshape(-1, d * d)[self._phase_index_of_dof]
+        self.conductivity.x.scatter_forward()
+
+    # -- solve ------------------------------------------------------------------------------
+    def effective_tensor(self, conductivities: Mapping | None = None) -> np.ndarray:
+        """The effective conductivity tensor K* (``d x d``, symmetric).
+
+        Args:
+            conductivities: New phase conductivities (same form as in the constructor).
+                If omitted, or equal to the last ones, the stored result is returned
+                without solving again.
+
+        Returns:
+            K* in the units of the phase conductivities.
+
+        Raises:
+            CellSolveError: if a solve fails or K* is not symmetric positive definite.
+        """
+        if conductivities is not None:
+            self._set_conductivities(conductivities)
+        if self._tensor is not None and np.array_equal(self._solved_for, self._phase_K):
+            return self._tensor.copy()
+        start = time.perf_counter()
+        d = self.cell.dim
+        self.solver.factorise()
+        loads = np.empty((d, self._b.getLocalSize()))
+        solutions = np.empty_like(loads)
+        for j, chi in enumerate(self.correctors):
+            self.macro_gradient.value[:] = np.eye(d)[j]
+            dolfinx_mpc.assemble_vector(self._L, self.mpc, self._b)
+            dolfinx.fem.petsc.set_bc(self._b, self.bcs)
+            self.solver.solve(self._b, chi.x.petsc_vec, label=f" (load case e_{'xyz'[j]})")
+            loads[j] = self._b.array_r
+            solutions[j] = chi.x.petsc_vec.array_r
+            self.mpc.backsubstitution(chi)
+        self.macro_gradient.value[:] = 0.0
+        # K*_ij |Y| = int e_i.K e_j dx - b_i . x_j on the reduced (master) dofs: the energy
+        # form at the discrete solution, by Galerkin orthogonality of the correctors.
+        loads[:, self._slaves] = 0.0
+        average = np.einsum("p,pij->ij", self._phase_volumes, self._phase_K)
+        tensor = (average - loads @ solutions.T) / self.cell.volume
+        tensor = 0.5 * (tensor + tensor.T)
+        for chi in self.correctors:
+            if not np.all(np.isfinite(chi.x.array)):
+                raise CellSolveError(f"{chi.name} of the '{self.cell.geometry}' cell is not finite")
+        check_tensor(tensor, f"K* of the '{self.cell.geometry}' cell")
+        self._tensor = tensor
+        self._solved_for = self._phase_K.copy()
+        self.seconds = time.perf_counter() - start
+        return tensor.copy()
+
+    def sensitivities(self) -> np.ndarray:
+        """Derivatives of K* with respect to every phase conductivity tensor.
+
+        Returns ``M`` of shape ``(num_phases, d, d, d, d)`` with
+        ``M[p, i, j, k, l] = dK*_ij / dK_p,kl = 1/|Y| int_{Y_p} d_k U_i d_l U_j dx``, where
+        ``U_i = x_i + chi_i`` is the corrected coordinate. Because the correctors minimise
+        the cell energy (also in the discrete space), the derivative needs no extra solve
+        (Hellmann-Feynman): a change ``dK_p`` of phase ``p`` changes K* by
+        ``einsum("pijkl,pkl->ij", M, dK)``, exactly at the discrete level to first order.
+        Evaluated at the last solved state; the phase matrices are assembled once.
+        """
+        if self._tensor is None:
+            self.effective_tensor()
+        d = self.cell.dim
+        if self._phase_matrices is None:
+            self._phase_matrices = self._assemble_phase_matrices()
+        coords = self.mpc.function_space.tabulate_dof_coordinates()[:, :d]
+        U = coords + np.column_stack([chi.x.array for chi in self.correctors])
+        num_phases = len(self.cell.phases)
+        M = np.empty((num_phases, d, d, d, d))
+        for p in range(num_phases):
+            for k in range(d):
+                for m in range(d):
+                    M[p, :, :, k, m] = U.T @ (self._phase_matrices[p][k][m] @ U)
+        return M / self.cell.volume
+
+    def _assemble_phase_matrices(self) -> list:
+        """Unconstrained matrices of ``int_{Y_p} d_l u d_k v dx`` per phase and ``(k, l)``.
+
+        Returned as nested lists of scipy CSR matrices, assembled once per cell.
+        """
+        import dolfinx.fem.petsc
+        import scipy.sparse
+
+        d = self.cell.dim
+        indicator = fem.Function(fem.functionspace(self.cell.mesh, ("DG", 0)))
+        selector = fem.Constant(self.cell.mesh, np.zeros((d, d), dtype=PETSc.ScalarType))
+        u, v = ufl.TrialFunction(self.V), ufl.TestFunction(self.V)
+        form = fem.form(indicator * ufl.inner(selector * ufl.grad(u), ufl.grad(v)) * ufl.dx)
+        dg_dofs = indicator.function_space.dofmap.list[:, 0]
+        phase_of_cell = self._phase_index_of_dof[self._Q.dofmap.list[:, 0]]
+        A = dolfinx.fem.petsc.create_matrix(form)
+        matrices = []
+        for p in range(len(self.cell.phases)):
+            indicator.x.array[dg_dofs] = (phase_of_cell == p).astype(np.float64)
+            per_phase = []
+            for k in range(d):
+                row = []
+                for m in range(d):
+                    selector.value[:] = 0.0
+                    selector.value[k, m] = 1.0
+                    A.zeroEntries()
+                    dolfinx.fem.petsc.assemble_matrix(A, form)
+                    A.assemble()
+                    indptr, indices, values = A.getValuesCSR()
+                    row.append(
+                        scipy.sparse.csr_matrix(
+                            (values.copy(), indices.copy(), indptr.copy()), shape=A.getSize()
+                        )
+                    )
+                per_phase.append(row)
+            matrices.append(per_phase)
+        A.destroy()
+        return matrices
+
+    def local_fluxes(self) -> list[fem.Function]:
+        """The local flux of every load case, ``q_j = -K (e_j + grad chi_j)``.
+
+        Returned as discontinuous Lagrange vector fields of degree ``degree - 1``
+        (named ``flux_x``, ``flux_y``, ...), computed from the last solve.
+        """
+        if self._tensor is None:
+            self.effective_tensor()
+        d = self.cell.dim
+        if self._flux_expressions is None:
+            space = fem.functionspace(self.cell.mesh, ("DG", self.degree - 1, (d,)))
+            points = space.element.interpolation_points
+            self._flux_expressions = [
+                (fem.Expression(expr, points), fem.Function(space, name=f"flux_{'xyz'[j]}"))
+                for j, expr in enumerate(_local_flux_expressions(self))
+            ]
+        for expr, q in self._flux_expressions:
+            q.interpolate(expr)
+        return [q for _, q in self._flux_expressions]
+
+    def phase_field(self) -> fem.Function:
+        """The phase tag of every cell as a DG0 field named ``phase`` (for viewing)."""
+        space = fem.functionspace(self.cell.mesh, ("DG", 0))
+        phase = fem.Function(space, name="phase")
+        tags = np.array(list(self.cell.phases.values()), dtype=np.float64)
+        phase.x.array[space.dofmap.list[:, 0]] = tags[
+            self._phase_index_of_dof[self._Q.dofmap.list[:, 0]]
+        ]
+        return phase
+
+    @property
+    def num_dofs(self) -> int:
+        """Number of degrees of freedom of the corrector space (before constraints)."""
+        return self.V.dofmap.index_map.size_global * self.V.dofmap.index_map_bs
+
+    def destroy(self) -> None:
+        """Free the PETSc objects of this cell."""
+        self.solver.destroy()
+        self._b.destroy()
+
+
+def _local_flux_expressions(problem: ConductivityCell) -> list:
+    """UFL expressions of the local flux ``-K (e_j + grad chi_j)`` of every load case."""
+    d = problem.cell.dim
+    K = problem.conductivity
+    return [
+        -K * (ufl.as_vector(np.eye(d)[j]) + ufl.grad(chi))
+        for j, chi in enumerate(problem.correctors)
+    ]

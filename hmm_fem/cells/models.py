@@ -1,0 +1,151 @@
+"""Conductivity cells as micro models: the macro heat flux ``q = -K*(T, f) grad T``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from ..micro.protocol import MicroModel, MicroResponse
+from .conductivity import ConductivityCell
+from .laws import as_law
+from .unitcell import UnitCell
+
+__all__ = ["ConductivityModel"]
+
+
+class ConductivityModel(MicroModel):
+    """The effective heat flux of a periodic conductivity cell, for the FE² engine.
+
+    Inputs at every macro point: the temperature ``T`` and its gradient ``grad_T``.
+    Response: ``q = -K*(T, f) grad_T`` with the consistent tangent
+    ``dq/dgrad_T = -K*`` and ``dq/dT = -(dK*/dT) grad_T``. ``dK*/dT`` is exact: the
+    phase-law derivatives contracted with the cell's Hellmann-Feynman sensitivities
+    (:meth:`ConductivityCell.sensitivities`), no finite difference and no extra solve.
+
+    The micro state is ``(T, f)``: T only if some phase law depends on temperature, the
+    volume fraction ``f`` only if the cell geometry is a macro field. A cell with
+    constant phases and one geometry has an empty state and is solved once.
+
+    Args:
+        cell: A :class:`UnitCell`, or a function ``f -> UnitCell`` building the cell for a
+            volume fraction ``f`` (e.g. ``lambda f: cells.square(f)``). With a function the
+            model takes the parameter ``volume_fraction``, rounded to multiples of
+            ``parameter_resolution``; one cell is built per distinct rounded value.
+        laws: Phase name (or tag) -> a law from :mod:`hmm_fem.cells.laws` or a constant.
+        degree: Lagrange degree of the cell correctors.
+        parameter_resolution: Resolution of the volume fraction (with a cell function).
+        dim: Dimension, only needed with a cell function (default 2).
+        petsc_options: Cell solver options (default direct LU).
+    """
+
+    def __init__(
+        self,
+        cell: UnitCell | Callable[[float], UnitCell],
+        laws: Mapping,
+        *,
+        degree: int = 1,
+        parameter_resolution: float = 0.01,
+        dim: int | None = None,
+        petsc_options: dict | None = None,
+    ):
+        self.laws = {key: as_law(law) for key, law in dict(laws).items()}
+        self.degree = degree
+        self.petsc_options = petsc_options
+        self._cells: dict[float, ConductivityCell] = {}
+        if isinstance(cell, UnitCell):
+            self._factory = None
+            self._fixed = cell
+            self.dim = cell.dim
+            self.parameters = ()
+        else:
+            if not callable(cell):
+                raise TypeError("cell must be a UnitCell or a function volume_fraction -> UnitCell")
+            self._factory = cell
+            self._fixed = None
+            self.dim = 2 if dim is None else int(dim)
+            self.parameters = ("volume_fraction",)
+            if parameter_resolution <= 0:
+                raise ValueError(f"parameter_resolution must be > 0, got {parameter_resolution}")
+        self.parameter_resolution = float(parameter_resolution)
+        self.temperature_dependent = any(law.depends_on_temperature for law in self.laws.values())
+        self.inputs = {"T": (), "grad_T": (self.dim,)}
+        self.output_shape = (self.dim,)
+        self.state_names = (("T",) if self.temperature_dependent else ()) + self.parameters
+
+    # -- the cell bank -------------------------------------------------------------------------
+    def cell_problem(self, volume_fraction: float | None = None) -> ConductivityCell:
+        """The (built-once) cell problem for a volume fraction (or the fixed cell)."""
+        key = None if self._factory is None else float(volume_fraction)
+        problem = self._cells.get(key)
+        if problem is None:
+            unit_cell = self._fixed if self._factory is None else self._factory(key)
+            if unit_cell.dim != self.dim:
+                raise ValueError(
+                    f"the cell is {unit_cell.dim}D but the model is {self.dim}D; "
+                    "pass dim= to ConductivityModel"
+                )
+            problem = ConductivityCell(
+                unit_cell,
+                self._phase_values(0.0, unit_cell),
+                degree=self.degree,
+                petsc_options=self.petsc_options,
+            )
+            self._cells[key] = problem
+        return problem
+
+    @property
+    def num_cells_built(self) -> int:
+        """Number of distinct cells built so far."""
+        return len(self._cells)
+
+    def _phase_values(self, T: float, unit_cell: UnitCell | None = None) -> dict:
+        return {name: law.value(T) for name, law in self.laws.items()}
+
+    # -- the protocol -------------------------------------------------------------------------
+    def micro_state(self, inputs, parameters) -> np.ndarray:
+        """Columns: ``T`` (if temperature-dependent), rounded ``volume_fraction`` (if a field)."""
+        T = np.asarray(inputs["T"], dtype=np.float64).reshape(-1)
+        columns = []
+        if self.temperature_dependent:
+            columns.append(T)
+        if self._factory is not None:
+            if "volume_fraction" not in parameters:
+                raise ValueError("this model needs the parameter 'volume_fraction' (a macro field)")
+            f = np.asarray(parameters["volume_fraction"], dtype=np.float64).reshape(-1)
+            columns.append(np.round(f / self.parameter_resolution) * self.parameter_resolution)
+        return np.column_stack(columns) if columns else np.empty((T.size, 0))
+
+    def solve(self, state: np.ndarray) -> dict[str, np.ndarray]:
+        """K* and dK*/dT at one state."""
+        column = 0
+        T = 0.0
+        if self.temperature_dependent:
+            T = float(state[column])
+            column += 1
+        f = float(state[column]) if self._factory is not None else None
+        problem = self.cell_problem(f)
+        K = problem.effective_tensor(self._phase_values(T))
+        dK_dT = np.zeros_like(K)
+        if self.temperature_dependent:
+            sensitivity = problem.sensitivities()
+            names = list(problem.cell.phases)
+            tag_to_name = {tag: name for name, tag in problem.cell.phases.items()}
+            rates = np.zeros((len(names), self.dim, self.dim))
+            for key, law in self.laws.items():
+                name = tag_to_name.get(key, key)
+                rate = np.asarray(law.derivative(T), dtype=np.float64)
+                rates[names.index(name)] = rate * np.eye(self.dim) if rate.ndim == 0 else rate
+            dK_dT = np.einsum("pijkl,pkl->ij", sensitivity, rates)
+        return {"K": K, "dK_dT": dK_dT}
+
+    def respond(self, solutions, inputs, parameters) -> MicroResponse:
+        """``q = -K* grad_T``, ``dq/dgrad_T = -K*``, ``dq/dT = -(dK*/dT) grad_T``."""
+        grad = np.asarray(inputs["grad_T"], dtype=np.float64).reshape(-1, self.dim)
+        K, dK_dT = solutions["K"], solutions["dK_dT"]
+        flux = -np.einsum("nij,nj->ni", K, grad)
+        return MicroResponse(
+            value=flux,
+            derivatives={"T": -np.einsum("nij,nj->ni", dK_dT, grad), "grad_T": -K},
+            solutions=dict(solutions),
+        )

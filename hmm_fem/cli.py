@@ -1,0 +1,238 @@
+r"""The ``hmm-fem`` command.
+
+Examples::
+
+    hmm-fem info
+    hmm-fem cell conductivity --geometry square --volume-fraction 0.4 \
+        --matrix 1 --inclusion 10 --json
+    hmm-fem demo cell_conductivity
+
+Errors go to stderr with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import runpy
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main"]
+
+GEOMETRIES = ("laminate", "square", "hexagonal", "cubic", "random")
+
+
+class UsageError(Exception):
+    """Bad command-line input (reported on stderr, exit code 2)."""
+
+
+def _demo_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "demos"
+
+
+def _demos() -> dict[str, Path]:
+    return {p.stem.removeprefix("demo_"): p for p in sorted(_demo_dir().glob("demo_*.py"))}
+
+
+def _parse_property(text: str, option: str) -> float | list[float]:
+    """``"2.5"`` -> 2.5 ; ``"1,2"`` -> [1.0, 2.0] (a diagonal tensor)."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UsageError(
+            f"{option} {text!r}: expected a number or comma-separated numbers"
+        ) from None
+    return values[0] if len(values) == 1 else values
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hmm-fem",
+        description="Heterogeneous multiscale (FE2/HMM) computations on FEniCSx.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("info", help="print the versions of DOLFINx, PETSc, dolfinx_mpc, gmsh and MPI")
+
+    cell = sub.add_parser("cell", help="solve a periodic cell problem for an effective tensor")
+    cell_sub = cell.add_subparsers(dest="physics", metavar="PHYSICS")
+    cond = cell_sub.add_parser(
+        "conductivity",
+        help="effective conductivity K* of a two-phase periodic cell",
+        description="Effective conductivity tensor K* of a periodic two-phase cell. K* is in the "
+        "units of --matrix and --inclusion.",
+    )
+    where = cond.add_mutually_exclusive_group(required=True)
+    where.add_argument("--geometry", choices=GEOMETRIES, help="generated unit cell")
+    where.add_argument("--mesh", metavar="FILE.msh", help="a periodic gmsh mesh with phase tags")
+    cond.add_argument(
+        "--volume-fraction", type=float, metavar="F", help="inclusion volume fraction"
+    )
+    cond.add_argument(
+        "--matrix",
+        required=True,
+        metavar="K_M",
+        help="matrix conductivity: a number, or comma-separated diagonal values",
+    )
+    cond.add_argument(
+        "--inclusion",
+        required=True,
+        metavar="K_I",
+        help="inclusion conductivity (with --mesh: every non-matrix phase)",
+    )
+    cond.add_argument(
+        "--mesh-size",
+        type=float,
+        metavar="H",
+        help="element size in units of the cell side (default: geometry-adapted)",
+    )
+    cond.add_argument(
+        "--degree", type=int, default=1, metavar="P", help="Lagrange degree (default 1)"
+    )
+    cond.add_argument("--dim", type=int, choices=(2, 3), default=2, help="laminate dimension")
+    cond.add_argument("--num-inclusions", type=int, default=10, help="random: number of discs")
+    cond.add_argument("--seed", type=int, default=0, help="random: seed of the placement")
+    cond.add_argument("--output", metavar="DIR", help="write correctors and fluxes (VTX) to DIR")
+    cond.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    demo = sub.add_parser("demo", help="run a demo script from demos/")
+    demo.add_argument("name", nargs="?", help="demo name (omit to list them)")
+    demo.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the demo")
+    return parser
+
+
+def _info() -> int:
+    from importlib.metadata import PackageNotFoundError, version
+
+    import dolfinx
+    import gmsh
+    from mpi4py import MPI
+    from petsc4py import PETSc
+
+    import hmm_fem
+
+    def dist_version(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    rows = {
+        "hmm-fem": hmm_fem.__version__,
+        "python": sys.version.split()[0],
+        "dolfinx": dolfinx.__version__,
+        "dolfinx_mpc": dist_version("dolfinx_mpc"),
+        "dolfinx-external-operator": dist_version("dolfinx-external-operator"),
+        "scifem": dist_version("scifem"),
+        "petsc": ".".join(str(v) for v in PETSc.Sys.getVersion()),
+        "petsc4py": dist_version("petsc4py"),
+        "gmsh": gmsh.__version__,
+        "mpi": MPI.Get_library_version().splitlines()[0].strip(),
+        "mpi4py": dist_version("mpi4py"),
+        "ranks": str(MPI.COMM_WORLD.size),
+    }
+    width = max(map(len, rows))
+    for key, value in rows.items():
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def _cell_conductivity(args) -> int:
+    from hmm_fem import cells
+
+    start = time.perf_counter()
+    k_m = _parse_property(args.matrix, "--matrix")
+    k_i = _parse_property(args.inclusion, "--inclusion")
+    if args.mesh:
+        unit_cell = cells.load(args.mesh)
+        conductivities = {name: (k_m if name == "matrix" else k_i) for name in unit_cell.phases}
+    else:
+        if args.volume_fraction is None:
+            raise UsageError(f"--volume-fraction is required with --geometry {args.geometry}")
+        options = {"mesh_size": args.mesh_size}
+        if args.geometry == "laminate":
+            options["dim"] = args.dim
+        if args.geometry == "random":
+            options.update(num_inclusions=args.num_inclusions, seed=args.seed)
+        unit_cell = getattr(cells, args.geometry)(args.volume_fraction, **options)
+        conductivities = {"matrix": k_m, "inclusion": k_i}
+    problem = cells.ConductivityCell(unit_cell, conductivities, degree=args.degree)
+    tensor = problem.effective_tensor()
+    seconds = time.perf_counter() - start
+    result = {
+        "tensor": tensor.tolist(),
+        "volume_fraction": unit_cell.volume_fraction,
+        "dofs": problem.num_dofs,
+        "seconds": seconds,
+        "geometry": unit_cell.geometry,
+        "target_volume_fraction": unit_cell.target_volume_fraction,
+        "degree": problem.degree,
+        "cells": unit_cell.num_cells,
+        "solve_seconds": problem.seconds,
+    }
+    if args.output:
+        from hmm_fem.io import write_conductivity_cell
+
+        result["files"] = {
+            k: str(v) for k, v in write_conductivity_cell(problem, args.output).items()
+        }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"geometry        {unit_cell.geometry}")
+        print(f"volume fraction {unit_cell.volume_fraction:.6f} (meshed)")
+        print(f"dofs            {problem.num_dofs}")
+        print("K* =")
+        for row in tensor:
+            print("  " + "  ".join(f"{v: .8e}" for v in row))
+        print(f"seconds         {seconds:.3f}")
+        for kind, path in result.get("files", {}).items():
+            print(f"wrote {kind:<11} {path}")
+    problem.destroy()
+    return 0
+
+
+def _demo(args) -> int:
+    demos = _demos()
+    if not args.name:
+        print("demos (hmm-fem demo NAME [--quick]):")
+        for name, path in demos.items():
+            print(f"  {name:<24} {path}")
+        return 0
+    if args.name not in demos:
+        raise UsageError(f"no demo named {args.name!r}; available: {', '.join(demos) or 'none'}")
+    sys.argv = [str(demos[args.name]), *args.args]
+    runpy.run_path(str(demos[args.name]), run_name="__main__")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``hmm-fem`` console script; returns the exit code."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "info":
+            return _info()
+        if args.command == "cell":
+            if args.physics == "conductivity":
+                return _cell_conductivity(args)
+            parser.parse_args(["cell", "--help"])
+        if args.command == "demo":
+            return _demo(args)
+        parser.print_help()
+        return 0
+    except (UsageError, ValueError, FileNotFoundError) as err:
+        print(f"hmm-fem: error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # a failed solve: say what failed, keep the exit code contract
+        from hmm_fem.cells.periodic import CellSolveError
+
+        if isinstance(err, CellSolveError | RuntimeError):
+            print(f"hmm-fem: error: {err}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,18 @@
+"""Coupling of micro models to macro UFL problems: operators, dispatch, cache, Newton."""
+
+from .dispatch import Dispatcher, MicroStatistics
+from .operator import MicroCoupling, coupling_of, effective_flux, micro_operator
+from .problem import DEFAULT_SNES_OPTIONS, MacroSolveError, NonlinearProblem, SolveReport
+
+__all__ = [
+    "Dispatcher",
+    "MicroStatistics",
+    "MicroCoupling",
+    "coupling_of",
+    "micro_operator",
+    "effective_flux",
+    "NonlinearProblem",
+    "SolveReport",
+    "MacroSolveError",
+    "DEFAULT_SNES_OPTIONS",
+]

@@ -1,0 +1,159 @@
+"""Ready-made macro heat conduction with a micro-model flux (steady and transient).
+
+Balance: ``rho_c dT/dt + div q = s`` with ``q = q(T, grad T)`` answered by a micro
+model at every quadrature point (:class:`hmm_fem.cells.ConductivityModel`, or any
+model with inputs ``T`` and ``grad_T``). Weak form, for a test function ``v``:
+
+    int rho_c (T - T_old)/dt v dx - int q . grad v dx - int s v dx - int g v ds = 0
+
+where ``g`` is a prescribed inward heat flux on the Neumann boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import ufl
+from dolfinx import fem
+
+from ..coupling import NonlinearProblem, SolveReport, coupling_of, effective_flux
+from ..micro.protocol import MicroModel
+
+__all__ = ["SteadyHeat", "TransientHeat"]
+
+
+class SteadyHeat:
+    """Steady macro heat conduction ``div q(T, grad T) = s`` with a micro-model flux.
+
+    Example:
+        >>> heat = SteadyHeat(mesh, model, source=1.0, dirichlet=[(boundary, 0.0)])
+        >>> report = heat.solve()
+        >>> heat.T  # the temperature
+
+    Args:
+        mesh: The macro mesh (distributed on its communicator).
+        model: Micro model with inputs ``T`` and ``grad_T``.
+        source: Volumetric heat source ``s`` (number or UFL expression).
+        dirichlet: List of ``(marker, value)``: ``marker(x) -> bool array`` locating
+            boundary points, ``value`` a number or a ``fem.Function`` on the space.
+        boundary_flux: Inward heat flux ``g`` on the rest of the boundary (UFL or number).
+        parameters: Microstructure fields, e.g. ``{"volume_fraction": f}`` (UFL).
+        degree: Lagrange degree of T.
+        quadrature_degree: Quadrature degree at which the micro model is evaluated.
+        initial_temperature: Initial guess (number).
+        petsc_options: Extra SNES options.
+        **coupling_options: ``state_tolerance``, ``progress``, ``cache_size``.
+    """
+
+    def __init__(
+        self,
+        mesh,
+        model: MicroModel,
+        source=0.0,
+        dirichlet=(),
+        boundary_flux=None,
+        parameters: Mapping | None = None,
+        degree: int = 1,
+        quadrature_degree: int = 2,
+        initial_temperature: float = 0.0,
+        petsc_options: dict | None = None,
+        **coupling_options,
+    ):
+        self.mesh = mesh
+        self.model = model
+        self.V = fem.functionspace(mesh, ("Lagrange", degree))
+        self.T = fem.Function(self.V, name="T")
+        self.T.x.array[:] = initial_temperature
+        self.flux = effective_flux(
+            model, self.T, parameters, quadrature_degree=quadrature_degree, **coupling_options
+        )
+        self.coupling = coupling_of(self.flux)
+        self.bcs = self._dirichlet(dirichlet)
+        v = ufl.TestFunction(self.V)
+        self.v = v
+        F = -ufl.inner(self.flux, ufl.grad(v)) * ufl.dx - source * v * ufl.dx
+        if boundary_flux is not None:
+            F -= boundary_flux * v * ufl.ds
+        self.residual = F + self._transient_terms(v)
+        self.problem = NonlinearProblem(
+            self.residual, self.T, bcs=self.bcs, petsc_options=petsc_options
+        )
+
+    def _transient_terms(self, v):
+        return 0
+
+    def _dirichlet(self, dirichlet):
+        bcs = []
+        fdim = self.mesh.topology.dim - 1
+        self.mesh.topology.create_connectivity(fdim, self.mesh.topology.dim)
+        from dolfinx import mesh as dmesh
+
+        for marker, value in dirichlet:
+            facets = dmesh.locate_entities_boundary(self.mesh, fdim, marker)
+            dofs = fem.locate_dofs_topological(self.V, fdim, facets)
+            if isinstance(value, fem.Function):
+                bcs.append(fem.dirichletbc(value, dofs))
+            else:
+                bcs.append(fem.dirichletbc(np.float64(value), dofs, self.V))
+        return bcs
+
+    @property
+    def statistics(self):
+        """Micro statistics of this problem's dispatcher (this rank, whole run)."""
+        return self.coupling.dispatcher.statistics
+
+    def solve(self) -> SolveReport:
+        """Newton solve; returns the :class:`SolveReport` (raises if not converged)."""
+        return self.problem.solve()
+
+    def effective_conductivity(self) -> np.ndarray:
+        """Cell averages of K* at the last evaluation, ``(num_owned_cells, d, d)``."""
+        return self.coupling.cell_averages("K")
+
+    def write(self, path, time: float = 0.0):
+        """Write T, the flux and K* (cell averages) for ParaView; see :mod:`hmm_fem.io`."""
+        from ..io import write_heat_fields
+
+        return write_heat_fields(self, path, time)
+
+
+class TransientHeat(SteadyHeat):
+    """Backward-Euler macro heat conduction: ``rho_c (T - T_old)/dt + div q = s``.
+
+    Args:
+        mesh: The macro mesh.
+        model: Micro model with inputs ``T`` and ``grad_T``.
+        heat_capacity: Volumetric heat capacity ``rho_c`` (number or UFL).
+        dt: Time step.
+        initial_temperature: Initial temperature (number).
+        **kwargs: As for :class:`SteadyHeat`.
+    """
+
+    def __init__(
+        self,
+        mesh,
+        model: MicroModel,
+        heat_capacity=1.0,
+        dt: float = 0.1,
+        initial_temperature: float = 0.0,
+        **kwargs,
+    ):
+        self._heat_capacity = heat_capacity
+        self._dt_value = float(dt)
+        self._mesh_for_constants = mesh
+        self.time = 0.0
+        super().__init__(mesh, model, initial_temperature=initial_temperature, **kwargs)
+        self.T_old.x.array[:] = self.T.x.array
+
+    def _transient_terms(self, v):
+        self.T_old = fem.Function(self.V, name="T_old")
+        self.dt = fem.Constant(self.mesh, np.float64(self._dt_value))
+        return self._heat_capacity * (self.T - self.T_old) / self.dt * v * ufl.dx
+
+    def step(self) -> SolveReport:
+        """Advance one time step (T_old <- T after convergence)."""
+        report = self.problem.solve()
+        self.T_old.x.array[:] = self.T.x.array
+        self.time += float(self.dt.value)
+        return report

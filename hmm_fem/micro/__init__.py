@@ -1,0 +1,5 @@
+"""Micro models: the batch protocol every micro model implements."""
+
+from .protocol import MicroModel, MicroResponse, MicroSolveError
+
+__all__ = ["MicroModel", "MicroResponse", "MicroSolveError"]

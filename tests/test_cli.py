@@ -1,0 +1,115 @@
+"""The `hmm-fem` command-line contract."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from hmm_fem import references
+
+
+def run(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "hmm_fem", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_help_and_info():
+    assert run("--help").returncode == 0
+    info = run("info")
+    assert info.returncode == 0
+    for name in ("dolfinx", "petsc", "dolfinx_mpc", "gmsh", "mpi"):
+        assert name in info.stdout
+
+
+def test_cell_conductivity_json_contract():
+    out = run(
+        "cell",
+        "conductivity",
+        "--geometry",
+        "laminate",
+        "--volume-fraction",
+        "0.3",
+        "--matrix",
+        "2",
+        "--inclusion",
+        "20",
+        "--json",
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert set(result) >= {"tensor", "volume_fraction", "dofs", "seconds"}
+    exact = references.laminate_conductivity(2.0, 20.0, 0.3)
+    assert abs(result["tensor"][0][0] - exact[0, 0]) < 1e-8
+    assert abs(result["tensor"][1][1] - exact[1, 1]) < 1e-8
+    assert abs(result["volume_fraction"] - 0.3) < 1e-12
+    assert result["dofs"] > 0 and result["seconds"] > 0
+
+
+def test_cell_conductivity_square_against_perrins_with_output(tmp_path):
+    out = run(
+        "cell",
+        "conductivity",
+        "--geometry",
+        "square",
+        "--volume-fraction",
+        "0.4",
+        "--matrix",
+        "1",
+        "--inclusion",
+        "10",
+        "--json",
+        "--output",
+        str(tmp_path),
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert abs(result["tensor"][0][0] / references.PERRINS_CONTRAST_10[0.4] - 1) < 5e-3
+    assert (tmp_path / "cell_correctors.bp").is_dir() and (tmp_path / "cell_flux.bp").is_dir()
+
+
+def test_cell_conductivity_text_output():
+    out = run(
+        "cell",
+        "conductivity",
+        "--geometry",
+        "hexagonal",
+        "--volume-fraction",
+        "0.2",
+        "--matrix",
+        "1",
+        "--inclusion",
+        "3",
+    )
+    assert out.returncode == 0 and "K* =" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--geometry", "square", "--volume-fraction", "0.9"], "touching limit"),
+        (["--geometry", "square", "--volume-fraction", "-0.1"], "volume_fraction"),
+        (["--geometry", "square"], "--volume-fraction is required"),
+        (["--geometry", "square", "--volume-fraction", "0.3", "--matrix", "-1"], "positive"),
+        (
+            ["--geometry", "square", "--volume-fraction", "0.3", "--matrix", "one"],
+            "expected a number",
+        ),
+        (["--mesh", "no/such/file.msh"], "file.msh"),
+        (["--geometry", "hexagon", "--volume-fraction", "0.3"], "invalid choice"),
+    ],
+)
+def test_errors_go_to_stderr_with_exit_code_2(args, message):
+    if "--matrix" not in args:
+        args = [*args, "--matrix", "1"]
+    out = run("cell", "conductivity", *args, "--inclusion", "10", "--json")
+    assert out.returncode == 2
+    assert out.stdout == ""
+    assert message in out.stderr
+
+
+def test_demo_list():
+    out = run("demo")
+    assert out.returncode == 0 and "cell_conductivity" in out.stdout
+    assert run("demo", "no_such_demo").returncode == 2

@@ -1,0 +1,42 @@
+"""The reference formulas themselves, against published values and each other."""
+
+import numpy as np
+import pytest
+
+from hmm_fem import references
+
+
+@pytest.mark.parametrize("f, value", sorted(references.PERRINS_CONTRAST_10.items()))
+def test_perrins_formula_reproduces_published_values(f, value):
+    assert abs(references.perrins_square_array(1.0, 10.0, f) / value - 1) < 5e-6
+
+
+def test_perrins_formula_perfect_conductor_limit():
+    # Perrins et al.: 3.080177 from the fit at f = 0.5, s -> infinity (exact 3.080198).
+    assert abs(references.perrins_square_array(1.0, 1e12, 0.5) - 3.080177) < 2e-6
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_maxwell_garnett_is_the_hashin_shtrikman_bound_of_the_matrix_side(dim):
+    lower, upper = references.hashin_shtrikman_bounds(1.0, 10.0, 0.3, dim)
+    assert np.isclose(references.maxwell_garnett(1.0, 10.0, 0.3, dim), lower)
+    assert np.isclose(references.maxwell_garnett(10.0, 1.0, 0.7, dim), upper)
+
+
+def test_bounds_are_ordered_and_tight_at_the_ends():
+    for f in (0.0, 0.2, 0.8, 1.0):
+        lo, hi = references.hashin_shtrikman_bounds(2.0, 5.0, f, 2)
+        assert references.harmonic_mean(2.0, 5.0, f) - 1e-12 <= lo <= hi
+        assert hi <= references.arithmetic_mean(2.0, 5.0, f) + 1e-12
+    assert np.isclose(references.hashin_shtrikman_bounds(2.0, 5.0, 0.0, 2)[0], 2.0)
+
+
+def test_trace_margins_vanish_on_the_isotropic_bounds():
+    lo, hi = references.hashin_shtrikman_bounds(1.0, 10.0, 0.4, 2)
+    assert abs(references.hashin_shtrikman_trace_margins(lo * np.eye(2), 1.0, 10.0, 0.4)[0]) < 1e-12
+    assert abs(references.hashin_shtrikman_trace_margins(hi * np.eye(2), 1.0, 10.0, 0.4)[1]) < 1e-12
+    # A laminate attains the trace bounds (it is a rank-1 laminate) and lies outside the
+    # isotropic interval in one direction: the trace form is what applies to it.
+    laminate = references.laminate_conductivity(1.0, 10.0, 0.4, 2)
+    margins = references.hashin_shtrikman_trace_margins(laminate, 1.0, 10.0, 0.4)
+    assert min(margins) > -1e-12 and min(margins) < 1e-12
