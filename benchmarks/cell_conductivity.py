@@ -6,8 +6,9 @@ For a 2D square-array cell of about 1e5 dofs (P1) it times
   (b) warm:  re-evaluation of K* with new phase values on the built cell
              (reassemble, refactorise, d solves, K*);
   (c) floor: the same work with none of our code around it: assemble the same
-             bilinear form with DOLFINx into a preallocated PETSc matrix, LU-factorise
-             the constrained cell matrix with MUMPS, and solve d right-hand sides.
+             bilinear form with DOLFINx into a preallocated PETSc matrix, factorise the
+             constrained cell matrix with the same direct solver as the cell (sparse
+             Cholesky, CHOLMOD), and solve d right-hand sides.
              The floor keeps the symbolic factorisation between repetitions (numeric
              refactorisation only), as our warm path does; the floor with a fresh
              symbolic factorisation is printed too.
@@ -42,6 +43,7 @@ from mpi4py import MPI
 from petsc4py import PETSc
 
 from hmm_fem import cells
+from hmm_fem.cells import DEFAULT_SOLVER_OPTIONS
 
 
 def best(fn, repeat):
@@ -88,8 +90,8 @@ def make_ksp():
     ksp = PETSc.KSP().create(MPI.COMM_SELF)
     ksp.setOperators(A_cell)
     ksp.setType("preonly")
-    ksp.getPC().setType("lu")
-    ksp.getPC().setFactorSolverType("mumps")
+    ksp.getPC().setType(DEFAULT_SOLVER_OPTIONS["pc_type"])
+    ksp.getPC().setFactorSolverType(DEFAULT_SOLVER_OPTIONS["pc_factor_mat_solver_type"])
     return ksp
 
 

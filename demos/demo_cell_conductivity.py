@@ -30,6 +30,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from mpi4py import MPI
+
 from hmm_fem import cells, references
 from hmm_fem.io import plot_cell_fields, write_conductivity_cell
 
@@ -90,11 +92,13 @@ for text, ok in checks.items():
 # draw the heat in and it crowds into the matrix gaps between them.
 
 # +
+# The cell lives on MPI.COMM_SELF: under mpirun every rank solves it, rank 0 writes.
 output = Path(args.output)
-for kind, path in write_conductivity_cell(problem, output).items():
-    print(f"wrote {kind:<11} {path}")
-if not args.no_png:
-    print(f"wrote picture     {plot_cell_fields(problem, output / 'cell_conductivity.png')}")
+if MPI.COMM_WORLD.rank == 0:
+    for kind, path in write_conductivity_cell(problem, output).items():
+        print(f"wrote {kind:<11} {path}")
+    if not args.no_png:
+        print(f"wrote picture     {plot_cell_fields(problem, output / 'cell_conductivity.png')}")
 problem.destroy()
 
 if not all(checks.values()):

@@ -7,13 +7,25 @@ with effective properties computed by micro models (periodic cell problems on
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "cells", "references"]
+__all__ = [
+    "__version__",
+    "cells",
+    "coupling",
+    "effective_flux",
+    "io",
+    "macro",
+    "micro",
+    "micro_operator",
+    "references",
+]
 
 
 def __getattr__(name):
     # Subpackages load DOLFINx; import them on first use so `hmm-fem --help` stays fast.
-    if name in ("cells", "references", "io"):
-        import importlib
+    import importlib
 
+    if name in ("cells", "coupling", "io", "macro", "micro", "references"):
         return importlib.import_module(f"hmm_fem.{name}")
+    if name in ("effective_flux", "micro_operator"):
+        return getattr(importlib.import_module("hmm_fem.coupling"), name)
     raise AttributeError(f"module 'hmm_fem' has no attribute {name!r}")

@@ -8,7 +8,13 @@ from pathlib import Path
 import numpy as np
 from dolfinx import fem, io, plot
 
-__all__ = ["write_vtx", "write_conductivity_cell", "plot_cell_fields", "write_heat_fields"]
+__all__ = [
+    "write_vtx",
+    "write_conductivity_cell",
+    "plot_cell_fields",
+    "write_heat_fields",
+    "plot_macro_fields",
+]
 
 
 def write_vtx(path: str | os.PathLike, functions: list[fem.Function], time: float = 0.0) -> Path:
@@ -128,3 +134,31 @@ def write_heat_fields(heat, path: str | os.PathLike, time: float = 0.0) -> dict:
         "temperature": write_vtx(path.parent / f"{path.name}_T.bp", [heat.T], time),
         "micro": write_vtx(path.parent / f"{path.name}_micro.bp", fields, time),
     }
+
+
+def plot_macro_fields(heat, filename: str | os.PathLike) -> Path:
+    """Save a PNG of a macro heat solution: T and the cell averages of K*_yy (serial)."""
+    import pyvista
+
+    pyvista.OFF_SCREEN = True
+    filename = Path(filename)
+    filename.parent.mkdir(parents=True, exist_ok=True)
+    mesh = heat.mesh
+    tdim = mesh.topology.dim
+    grid = pyvista.UnstructuredGrid(*plot.vtk_mesh(heat.V))
+    grid.point_data["T"] = heat.T.x.array.real
+    cells = pyvista.UnstructuredGrid(*plot.vtk_mesh(mesh, tdim))
+    K = heat.coupling.cell_averages("K")
+    cells.cell_data["K*_yy"] = K[:, 1, 1]
+    plotter = pyvista.Plotter(shape=(1, 2), off_screen=True, window_size=(1100, 700))
+    plotter.subplot(0, 0)
+    plotter.add_text("temperature T", font_size=10)
+    plotter.add_mesh(grid, scalars="T", cmap="inferno")
+    plotter.view_xy()
+    plotter.subplot(0, 1)
+    plotter.add_text("effective conductivity K*_yy", font_size=10)
+    plotter.add_mesh(cells, scalars="K*_yy", cmap="viridis")
+    plotter.view_xy()
+    plotter.screenshot(str(filename))
+    plotter.close()
+    return filename

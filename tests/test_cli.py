@@ -109,7 +109,21 @@ def test_errors_go_to_stderr_with_exit_code_2(args, message):
     assert message in out.stderr
 
 
+def test_cell_conductivity_from_a_user_mesh(tmp_path):
+    from hmm_fem import cells
+
+    path = tmp_path / "cell.msh"
+    cells.square(0.3, msh_file=path)
+    out = run(
+        "cell", "conductivity", "--mesh", str(path), "--matrix", "1", "--inclusion", "10", "--json"
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert abs(result["tensor"][0][0] / references.perrins_square_array(1, 10, 0.3) - 1) < 5e-3
+
+
 def test_demo_list():
     out = run("demo")
     assert out.returncode == 0 and "cell_conductivity" in out.stdout
+    assert "fe2_heat_spreader" in out.stdout
     assert run("demo", "no_such_demo").returncode == 2

@@ -180,6 +180,38 @@ def test_reevaluation_reuses_the_cell_and_matches_a_fresh_one():
     )
 
 
+def test_isotropic_fast_path_equals_assembly():
+    """Isotropic phases take the affine path (precomputed phase matrices); an anisotropy
+    of 1e-12 forces the assembly path. Both must agree to that level."""
+    cell = cells.hexagonal(0.35)
+    fast = ConductivityCell(cell, {"matrix": 2.0, "inclusion": 30.0})
+    K_fast = fast.effective_tensor()
+    K_fast2 = fast.effective_tensor({"matrix": 0.5, "inclusion": 3.0})
+    slow = ConductivityCell(cell, {"matrix": np.diag([2.0, 2.0 * (1 + 1e-12)]), "inclusion": 30.0})
+    assert np.abs(slow.effective_tensor() - K_fast).max() < 1e-9 * K_fast.max()
+    K_slow2 = slow.effective_tensor({"matrix": np.diag([0.5, 0.5 * (1 + 1e-12)]), "inclusion": 3.0})
+    assert np.abs(K_slow2 - K_fast2).max() < 1e-9 * K_fast2.max()
+
+
+def test_phase_sensitivities_are_exact_derivatives():
+    """dK*/dk_p without an extra solve (Hellmann-Feynman) against central differences,
+    and Euler's identity K* = sum_p k_p dK*/dk_p (K* is homogeneous of degree 1)."""
+    cell = cells.square(0.35)
+    problem = ConductivityCell(cell, {"matrix": 1.5, "inclusion": 12.0})
+    K = problem.effective_tensor()
+    E = problem.phase_sensitivities()
+    assert np.abs(1.5 * E[0] + 12.0 * E[1] - K).max() < 1e-10 * K.max()
+    h = 1e-5
+    for p, (k_m, k_i) in enumerate([(1.5 + h, 12.0), (1.5, 12.0 + h)]):
+        plus = problem.effective_tensor({"matrix": k_m, "inclusion": k_i})
+        minus = problem.effective_tensor({"matrix": 2 * 1.5 - k_m, "inclusion": 2 * 12.0 - k_i})
+        assert np.abs((plus - minus) / (2 * h) - E[p]).max() < 1e-6
+    # the general tensor form contracts to the isotropic one
+    problem.effective_tensor({"matrix": 1.5, "inclusion": 12.0})
+    M = problem.sensitivities()
+    assert np.allclose(np.einsum("pijkk->pij", M), E, rtol=1e-10, atol=1e-12)
+
+
 def test_multiphase_user_tags():
     """Three phases with user tags: the laminate's matrix split at its two interfaces
     (x = 0.25 and 0.75) into two phases is a three-layer laminate, exact on this mesh."""

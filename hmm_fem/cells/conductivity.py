@@ -136,6 +136,9 @@ class ConductivityCell:
         self.seconds = 0.0
         self._flux_expressions = None
         self._phase_matrices = None
+        self._basis = None
+        self._coordinates = None
+        self._phase_laplacians = None
 
     # -- phases ---------------------------------------------------------------------------
     def _phase_of_cell(self, num_cells: int) -> np.ndarray:
@@ -213,13 +216,27 @@ class ConductivityCell:
             return self._tensor.copy()
         start = time.perf_counter()
         d = self.cell.dim
-        self.solver.factorise()
+        isotropic = self._isotropic_values()
+        if isotropic is not None:
+            # Affine in the phase conductivities: A = D + sum_p k_p A_p, b_j = sum_p k_p b_pj,
+            # from matrices assembled once; no assembly on this path.
+            basis = self._affine_basis()
+            basis["D"].copy(self.solver.A, structure=PETSc.Mat.Structure.SAME_NONZERO_PATTERN)
+            for k_p, A_p in zip(isotropic, basis["A"]):
+                self.solver.A.axpy(k_p, A_p, structure=PETSc.Mat.Structure.SAME_NONZERO_PATTERN)
+            self.solver.factorise(assemble=False)
+            rhs = np.tensordot(isotropic, basis["b"], axes=1)
+        else:
+            self.solver.factorise()
         loads = np.empty((d, self._b.getLocalSize()))
         solutions = np.empty_like(loads)
         for j, chi in enumerate(self.correctors):
-            self.macro_gradient.value[:] = np.eye(d)[j]
-            dolfinx_mpc.assemble_vector(self._L, self.mpc, self._b)
-            dolfinx.fem.petsc.set_bc(self._b, self.bcs)
+            if isotropic is not None:
+                self._b.array[:] = rhs[j]
+            else:
+                self.macro_gradient.value[:] = np.eye(d)[j]
+                dolfinx_mpc.assemble_vector(self._L, self.mpc, self._b)
+                dolfinx.fem.petsc.set_bc(self._b, self.bcs)
             self.solver.solve(self._b, chi.x.petsc_vec, label=f" (load case e_{'xyz'[j]})")
             loads[j] = self._b.array_r
             solutions[j] = chi.x.petsc_vec.array_r
@@ -240,6 +257,51 @@ class ConductivityCell:
         self.seconds = time.perf_counter() - start
         return tensor.copy()
 
+    def _isotropic_values(self) -> np.ndarray | None:
+        """The scalar conductivity of every phase, or ``None`` if a phase is anisotropic."""
+        d = self.cell.dim
+        scalars = self._phase_K[:, 0, 0]
+        if np.array_equal(self._phase_K, scalars[:, None, None] * np.eye(d)):
+            return scalars
+        return None
+
+    def _affine_basis(self) -> dict:
+        """Constrained phase matrices and load vectors, assembled once (isotropic phases).
+
+        ``A[p]``: ``int_{Y_p} grad u . grad v`` with zero on the constrained rows;
+        ``D``: one on the constrained (pinned and slave) diagonal entries;
+        ``b[p, j]``: ``-int_{Y_p} e_j . grad v`` with the pinned entry zero.
+        """
+        if self._basis is not None:
+            return self._basis
+        d = self.cell.dim
+        indicator = fem.Function(fem.functionspace(self.cell.mesh, ("DG", 0)))
+        u, v = ufl.TrialFunction(self.V), ufl.TestFunction(self.V)
+        a = fem.form(indicator * ufl.inner(ufl.grad(u), ufl.grad(v)) * ufl.dx)
+        L = fem.form(-indicator * ufl.inner(self.macro_gradient, ufl.grad(v)) * ufl.dx)
+        dg_dofs = indicator.function_space.dofmap.list[:, 0]
+        phase_of_cell = self._phase_index_of_dof[self._Q.dofmap.list[:, 0]]
+        template = self.solver.A
+        D = template.duplicate()
+        indicator.x.array[:] = 0.0
+        dolfinx_mpc.assemble_matrix(a, self.mpc, bcs=self.bcs, diagval=1.0, A=D)
+        matrices, loads = [], np.zeros((len(self.cell.phases), d, self._b.getLocalSize()))
+        b = self._b.duplicate()
+        for p in range(len(self.cell.phases)):
+            indicator.x.array[dg_dofs] = (phase_of_cell == p).astype(np.float64)
+            A_p = template.duplicate()
+            dolfinx_mpc.assemble_matrix(a, self.mpc, bcs=self.bcs, diagval=0.0, A=A_p)
+            matrices.append(A_p)
+            for j in range(d):
+                self.macro_gradient.value[:] = np.eye(d)[j]
+                dolfinx_mpc.assemble_vector(L, self.mpc, b)
+                dolfinx.fem.petsc.set_bc(b, self.bcs)
+                loads[p, j] = b.array_r
+        self.macro_gradient.value[:] = 0.0
+        b.destroy()
+        self._basis = {"A": matrices, "D": D, "b": loads}
+        return self._basis
+
     def sensitivities(self) -> np.ndarray:
         """Derivatives of K* with respect to every phase conductivity tensor.
 
@@ -256,8 +318,7 @@ class ConductivityCell:
         d = self.cell.dim
         if self._phase_matrices is None:
             self._phase_matrices = self._assemble_phase_matrices()
-        coords = self.mpc.function_space.tabulate_dof_coordinates()[:, :d]
-        U = coords + np.column_stack([chi.x.array for chi in self.correctors])
+        U = self._corrected_coordinates()
         num_phases = len(self.cell.phases)
         M = np.empty((num_phases, d, d, d, d))
         for p in range(num_phases):
@@ -265,6 +326,58 @@ class ConductivityCell:
                 for m in range(d):
                     M[p, :, :, k, m] = U.T @ (self._phase_matrices[p][k][m] @ U)
         return M / self.cell.volume
+
+    def _corrected_coordinates(self) -> np.ndarray:
+        """``U[:, i] = x_i + chi_i`` at the dofs (``n x d``)."""
+        if self._coordinates is None:
+            d = self.cell.dim
+            self._coordinates = self.mpc.function_space.tabulate_dof_coordinates()[:, :d].copy()
+        return self._coordinates + np.column_stack([chi.x.array for chi in self.correctors])
+
+    def phase_sensitivities(self) -> np.ndarray:
+        """Derivatives of K* with respect to the scalar conductivity of every phase.
+
+        ``E[p] = dK*/dk_p = 1/|Y| int_{Y_p} grad U_i . grad U_j dx`` (shape
+        ``(num_phases, d, d)``): the isotropic contraction of :meth:`sensitivities`, at one
+        sparse product per phase. For isotropic phases ``K* = sum_p k_p E[p]`` exactly.
+        """
+        if self._tensor is None:
+            self.effective_tensor()
+        if self._phase_matrices is not None:
+            d = self.cell.dim
+            full = [sum(m[k][k] for k in range(d)) for m in self._phase_matrices]
+        else:
+            if self._phase_laplacians is None:
+                self._phase_laplacians = self._assemble_phase_laplacians()
+            full = self._phase_laplacians
+        U = self._corrected_coordinates()
+        return np.array([U.T @ (F @ U) for F in full]) / self.cell.volume
+
+    def _assemble_phase_laplacians(self) -> list:
+        """Unconstrained ``int_{Y_p} grad u . grad v`` per phase, scipy CSR, assembled once."""
+        import dolfinx.fem.petsc
+        import scipy.sparse
+
+        indicator = fem.Function(fem.functionspace(self.cell.mesh, ("DG", 0)))
+        u, v = ufl.TrialFunction(self.V), ufl.TestFunction(self.V)
+        form = fem.form(indicator * ufl.inner(ufl.grad(u), ufl.grad(v)) * ufl.dx)
+        dg_dofs = indicator.function_space.dofmap.list[:, 0]
+        phase_of_cell = self._phase_index_of_dof[self._Q.dofmap.list[:, 0]]
+        A = dolfinx.fem.petsc.create_matrix(form)
+        out = []
+        for p in range(len(self.cell.phases)):
+            indicator.x.array[dg_dofs] = (phase_of_cell == p).astype(np.float64)
+            A.zeroEntries()
+            dolfinx.fem.petsc.assemble_matrix(A, form)
+            A.assemble()
+            indptr, indices, values = A.getValuesCSR()
+            out.append(
+                scipy.sparse.csr_matrix(
+                    (values.copy(), indices.copy(), indptr.copy()), shape=A.getSize()
+                )
+            )
+        A.destroy()
+        return out
 
     def _assemble_phase_matrices(self) -> list:
         """Unconstrained matrices of ``int_{Y_p} d_l u d_k v dx`` per phase and ``(k, l)``.
@@ -344,6 +457,9 @@ class ConductivityCell:
         """Free the PETSc objects of this cell."""
         self.solver.destroy()
         self._b.destroy()
+        if self._basis is not None:
+            for A in [self._basis["D"], *self._basis["A"]]:
+                A.destroy()
 
 
 def _local_flux_expressions(problem: ConductivityCell) -> list:

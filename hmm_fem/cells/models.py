@@ -128,15 +128,18 @@ class ConductivityModel(MicroModel):
         K = problem.effective_tensor(self._phase_values(T))
         dK_dT = np.zeros_like(K)
         if self.temperature_dependent:
-            sensitivity = problem.sensitivities()
             names = list(problem.cell.phases)
             tag_to_name = {tag: name for name, tag in problem.cell.phases.items()}
-            rates = np.zeros((len(names), self.dim, self.dim))
+            rates = [None] * len(names)
             for key, law in self.laws.items():
-                name = tag_to_name.get(key, key)
-                rate = np.asarray(law.derivative(T), dtype=np.float64)
-                rates[names.index(name)] = rate * np.eye(self.dim) if rate.ndim == 0 else rate
-            dK_dT = np.einsum("pijkl,pkl->ij", sensitivity, rates)
+                rates[names.index(tag_to_name.get(key, key))] = np.asarray(
+                    law.derivative(T), dtype=np.float64
+                )
+            if all(r.ndim == 0 for r in rates):  # one sparse product per phase
+                dK_dT = np.einsum("p,pij->ij", np.array(rates), problem.phase_sensitivities())
+            else:
+                full = np.array([r * np.eye(self.dim) if r.ndim == 0 else r for r in rates])
+                dK_dT = np.einsum("pijkl,pkl->ij", problem.sensitivities(), full)
         return {"K": K, "dK_dT": dK_dT}
 
     def respond(self, solutions, inputs, parameters) -> MicroResponse:

@@ -19,13 +19,15 @@ from petsc4py import PETSc
 
 __all__ = ["CellSolveError", "DEFAULT_SOLVER_OPTIONS", "periodic_constraint", "FactorisedSolver"]
 
-#: The default linear solver of every cell problem: a direct LU factorisation by MUMPS.
-#: (An iterative solver at loose tolerance silently biases effective tensors by
-#: percents; if you pass iterative options, the residual check below still applies.)
+#: The default linear solver of every cell problem: a direct sparse Cholesky
+#: factorisation (CHOLMOD; the constrained cell matrices are symmetric positive
+#: definite). Measured on 2D cells of 7e3 and 1e5 dofs it factorises 1.1x and 2.2x faster
+#: than MUMPS LU. An iterative solver at loose tolerance silently biases effective tensors
+#: by percents; if you pass iterative options, the residual check below still applies.
 DEFAULT_SOLVER_OPTIONS: dict[str, str | float | int] = {
     "ksp_type": "preonly",
-    "pc_type": "lu",
-    "pc_factor_mat_solver_type": "mumps",
+    "pc_type": "cholesky",
+    "pc_factor_mat_solver_type": "cholmod",
 }
 
 #: A solve whose relative residual exceeds this is reported as failed.
@@ -126,10 +128,16 @@ class FactorisedSolver:
         self._residual = self.A.createVecLeft()
         self._factorised = False
 
-    def factorise(self) -> None:
-        """Assemble the matrix for the current coefficients and factorise it."""
-        self.A.zeroEntries()
-        dolfinx_mpc.assemble_matrix(self.a, self.mpc, bcs=self.bcs, A=self.A)
+    def factorise(self, assemble: bool = True) -> None:
+        """Factorise the matrix, assembled first for the current coefficients.
+
+        Args:
+            assemble: ``False`` when the caller has already written the values of ``A``
+                (same sparsity), e.g. as a combination of precomputed matrices.
+        """
+        if assemble:
+            self.A.zeroEntries()
+            dolfinx_mpc.assemble_matrix(self.a, self.mpc, bcs=self.bcs, A=self.A)
         self.ksp.setOperators(self.A)
         try:
             self.ksp.setUp()

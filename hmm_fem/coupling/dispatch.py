@@ -6,8 +6,9 @@ Every rank holds the macro points of its own cells. A call to
 1. each rank computes the micro states of its points and finds the distinct ones
    that are not in its cache;
 2. the missing states of all ranks are gathered (a few floats each) and made unique,
-   so a state needed on both ranks is solved once; they are dealt round-robin to the
-   ranks, solved on ``MPI.COMM_SELF``, and the results (small arrays) are shared;
+   so a state needed on both ranks is solved once; the sorted states are dealt to the
+   ranks in contiguous blocks, solved on ``MPI.COMM_SELF``, and the results (small
+   arrays) are shared;
 3. every rank answers its points from the cache, vectorised.
 
 So the total number of micro solves does not depend on the number of ranks, and a
@@ -37,8 +38,9 @@ class MicroStatistics:
     Attributes:
         point_evaluations: Macro points answered (summed over calls).
         micro_solves: Micro solves performed by this rank.
-        cache_hits: Point evaluations answered without a new solve
-            (``point_evaluations`` minus the points whose state was solved in that call).
+        cache_hits: Point evaluations answered without a solve of their own: from the
+            cache, or sharing a state with another point of the same call (the points
+            minus the distinct new states, per call).
         micro_seconds: Wall time spent in micro solves on this rank.
         calls: Number of (collective) evaluations.
     """
@@ -83,7 +85,7 @@ class Dispatcher:
         state_tolerance: Absolute resolution of the micro states (a scalar or one value
             per state column): states are rounded to multiples of it and solved at the
             rounded value, so states closer than it share one solve. ``0`` (the default)
-            shares only bitwise-identical states; a tiny value such as ``1e-12`` makes the
+            shares only bitwise-identical states; a small value such as ``1e-8`` makes the
             sharing independent of round-off (e.g. of the number of ranks).
         cache_size: Largest number of solved states kept (least recently used dropped).
         progress: Show a tqdm bar over micro solves: ``None`` = only on a terminal.
@@ -188,7 +190,7 @@ class Dispatcher:
         key_bytes = [row.tobytes() for row in unique_keys]
         missing = [i for i, kb in enumerate(key_bytes) if kb not in self._cache]
 
-        # 2. Global set of missing states, dealt round-robin over ranks.
+        # 2. Global set of missing states, dealt over the ranks.
         local_missing = (unique_keys[missing], states[first[missing]])
         gathered = comm.allgather(local_missing) if comm.size > 1 else [local_missing]
         all_keys = np.concatenate([g[0] for g in gathered]) if gathered else unique_keys[:0]
@@ -203,7 +205,10 @@ class Dispatcher:
             # same whichever point (or rank) met the state first.
             tol = np.broadcast_to(self.state_tolerance, global_states.shape[1:])
             global_states = np.where(tol > 0, global_keys * tol, global_states)
-        mine = range(comm.rank, len(global_keys), comm.size)
+        # Contiguous blocks of the sorted states: neighbouring (nearly equal) states stay on
+        # one rank, where the cell can reuse or warm-start from the previous solve.
+        bounds = np.linspace(0, len(global_keys), comm.size + 1).astype(int)
+        mine = range(bounds[comm.rank], bounds[comm.rank + 1])
         solved: list[tuple[bytes, dict]] = []
         failure = None
         bar = self._progress_bar(len(mine))
@@ -258,9 +263,8 @@ class Dispatcher:
             solutions_of_unique.append(self._cache[kb])
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
-        new_points = int(np.isin(inverse, missing).sum()) if missing else 0
         self.statistics.point_evaluations += n
-        self.statistics.cache_hits += n - new_points
+        self.statistics.cache_hits += n - len(missing)
 
         if solutions_of_unique:
             solutions = {

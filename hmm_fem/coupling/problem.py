@@ -287,10 +287,14 @@ class NonlinearProblem:
         return A
 
     @staticmethod
-    def convergence_rates(norms: list[float]) -> np.ndarray:
-        """Estimated orders ``log(r_{k+1}/r_k) / log(r_k/r_{k-1})`` (2 = quadratic)."""
+    def convergence_rates(norms: list[float], floor: float = 1e-9) -> np.ndarray:
+        """Estimated orders ``log(r_{k+1}/r_k) / log(r_k/r_{k-1})`` (2 = quadratic).
+
+        Residuals below ``floor`` times the first one are dropped: there round-off (of the
+        macro and micro solves) sets the residual, not the Newton iteration.
+        """
         r = np.asarray(norms, dtype=np.float64)
-        r = r[r > 0]
+        r = r[r > floor * r[0]] if len(r) else r
         if len(r) < 3:
             return np.array([])
         return np.log(r[2:] / r[1:-1]) / np.log(r[1:-1] / r[:-2])

@@ -72,7 +72,9 @@ class SteadyHeat:
         self.bcs = self._dirichlet(dirichlet)
         v = ufl.TestFunction(self.V)
         self.v = v
-        F = -ufl.inner(self.flux, ufl.grad(v)) * ufl.dx - source * v * ufl.dx
+        F = -ufl.inner(self.flux, ufl.grad(v)) * ufl.dx
+        if not (isinstance(source, int | float) and source == 0):
+            F -= source * v * ufl.dx
         if boundary_flux is not None:
             F -= boundary_flux * v * ufl.ds
         self.residual = F + self._transient_terms(v)
