@@ -355,34 +355,25 @@ class ConductivityCell:
 
     def _assemble_phase_laplacians(self) -> list:
         """Unconstrained ``int_{Y_p} grad u . grad v`` per phase, scipy CSR, assembled once."""
-        import dolfinx.fem.petsc
-        import scipy.sparse
-
-        indicator = fem.Function(fem.functionspace(self.cell.mesh, ("DG", 0)))
-        u, v = ufl.TrialFunction(self.V), ufl.TestFunction(self.V)
-        form = fem.form(indicator * ufl.inner(ufl.grad(u), ufl.grad(v)) * ufl.dx)
-        dg_dofs = indicator.function_space.dofmap.list[:, 0]
-        phase_of_cell = self._phase_index_of_dof[self._Q.dofmap.list[:, 0]]
-        A = dolfinx.fem.petsc.create_matrix(form)
-        out = []
-        for p in range(len(self.cell.phases)):
-            indicator.x.array[dg_dofs] = (phase_of_cell == p).astype(np.float64)
-            A.zeroEntries()
-            dolfinx.fem.petsc.assemble_matrix(A, form)
-            A.assemble()
-            indptr, indices, values = A.getValuesCSR()
-            out.append(
-                scipy.sparse.csr_matrix(
-                    (values.copy(), indices.copy(), indptr.copy()), shape=A.getSize()
-                )
-            )
-        A.destroy()
-        return out
+        d = self.cell.dim
+        return [per_phase[0] for per_phase in self._unconstrained_phase_matrices([np.eye(d)])]
 
     def _assemble_phase_matrices(self) -> list:
         """Unconstrained matrices of ``int_{Y_p} d_l u d_k v dx`` per phase and ``(k, l)``.
 
-        Returned as nested lists of scipy CSR matrices, assembled once per cell.
+        Returned as nested lists ``[p][k][l]`` of scipy CSR matrices, assembled once.
+        """
+        d = self.cell.dim
+        units = [np.outer(np.eye(d)[k], np.eye(d)[m]) for k in range(d) for m in range(d)]
+        return [
+            [per_phase[k * d : (k + 1) * d] for k in range(d)]
+            for per_phase in self._unconstrained_phase_matrices(units)
+        ]
+
+    def _unconstrained_phase_matrices(self, selectors: list[np.ndarray]) -> list:
+        """Unconstrained ``int_{Y_p} (S grad u) . grad v`` per phase and selector ``S``.
+
+        Returned as scipy CSR matrices indexed ``[p][s]``.
         """
         import dolfinx.fem.petsc
         import scipy.sparse
@@ -399,21 +390,17 @@ class ConductivityCell:
         for p in range(len(self.cell.phases)):
             indicator.x.array[dg_dofs] = (phase_of_cell == p).astype(np.float64)
             per_phase = []
-            for k in range(d):
-                row = []
-                for m in range(d):
-                    selector.value[:] = 0.0
-                    selector.value[k, m] = 1.0
-                    A.zeroEntries()
-                    dolfinx.fem.petsc.assemble_matrix(A, form)
-                    A.assemble()
-                    indptr, indices, values = A.getValuesCSR()
-                    row.append(
-                        scipy.sparse.csr_matrix(
-                            (values.copy(), indices.copy(), indptr.copy()), shape=A.getSize()
-                        )
+            for S in selectors:
+                selector.value[:] = S
+                A.zeroEntries()
+                dolfinx.fem.petsc.assemble_matrix(A, form)
+                A.assemble()
+                indptr, indices, values = A.getValuesCSR()
+                per_phase.append(
+                    scipy.sparse.csr_matrix(
+                        (values.copy(), indices.copy(), indptr.copy()), shape=A.getSize()
                     )
-                per_phase.append(row)
+                )
             matrices.append(per_phase)
         A.destroy()
         return matrices
