@@ -300,3 +300,33 @@ def test_volume_fraction_field_builds_a_small_bank_of_cells(tmp_path):
     # Output for ParaView: T, and the cell fields of flux, K* and the volume fraction.
     files = heat.write(tmp_path / f"heat{msh.comm.rank}")
     assert files["temperature"].is_dir() and files["micro"].is_dir()
+
+
+def test_external_function_path_equals_the_engine_path(small_square):
+    """dolfinx-external-operator's own evaluation (all cells, external_function) fills the
+    operator and its tangents with the same values as the engine's update."""
+    from dolfinx_external_operator import (
+        evaluate_external_operators,
+        evaluate_operands,
+        replace_external_operators,
+    )
+
+    model = nonlinear_model(small_square)
+    msh = mesh.create_unit_square(MPI.COMM_SELF, 3, 3)
+    V = fem.functionspace(msh, ("Lagrange", 1))
+    T = fem.Function(V)
+    T.interpolate(lambda x: 0.3 + x[0] * x[1])
+    v = ufl.TestFunction(V)
+    q = effective_flux(model, T)
+    F = -ufl.inner(q, ufl.grad(v)) * ufl.dx
+    _, F_ops = replace_external_operators(F)
+    _, J_ops = replace_external_operators(ufl.derivative(F, T, ufl.TrialFunction(V)))
+    operands = evaluate_operands(F_ops)
+    evaluate_external_operators(F_ops, operands)
+    evaluate_external_operators(J_ops, operands)
+    library = [op.ref_coefficient.x.array.copy() for op in F_ops + J_ops]
+    coupling_of(q).update(F_ops + J_ops)
+    engine = [op.ref_coefficient.x.array for op in F_ops + J_ops]
+    assert len(J_ops) == 2  # dq/dT and dq/dgrad T
+    for a, b in zip(library, engine):
+        assert np.allclose(a, b, rtol=1e-13, atol=1e-14)

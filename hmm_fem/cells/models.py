@@ -87,7 +87,7 @@ class ConductivityModel(MicroModel):
                 )
             problem = ConductivityCell(
                 unit_cell,
-                self._phase_values(0.0, unit_cell),
+                self._phase_values(0.0),
                 degree=self.degree,
                 petsc_options=self.petsc_options,
             )
@@ -99,7 +99,7 @@ class ConductivityModel(MicroModel):
         """Number of distinct cells built so far."""
         return len(self._cells)
 
-    def _phase_values(self, T: float, unit_cell: UnitCell | None = None) -> dict:
+    def _phase_values(self, T: float) -> dict:
         return {name: law.value(T) for name, law in self.laws.items()}
 
     # -- the protocol -------------------------------------------------------------------------

@@ -143,7 +143,6 @@ class TransientHeat(SteadyHeat):
     ):
         self._heat_capacity = heat_capacity
         self._dt_value = float(dt)
-        self._mesh_for_constants = mesh
         self.time = 0.0
         super().__init__(mesh, model, initial_temperature=initial_temperature, **kwargs)
         self.T_old.x.array[:] = self.T.x.array
