@@ -27,6 +27,7 @@ lint:
 
 bench:
 	$(RUN) python3 benchmarks/cell_conductivity.py
+	$(RUN) python3 benchmarks/fe2_heat.py
 
 info:
 	$(RUN) python3 -m hmm_fem info
