@@ -135,7 +135,7 @@ for top, bottom in zip(breaks[:-1], breaks[1:]):
         [T_ref[-1]],
         rtol=1e-10,
         atol=1e-12,
-        )
+    )
     T_ref.append(sol.y[0, -1])
     y_ref.append(bottom)
 T_bottom_ref = T_ref[-1]

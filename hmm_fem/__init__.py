@@ -17,6 +17,8 @@ __all__ = [
     "micro",
     "micro_operator",
     "references",
+    "voigt",
+    "waves",
 ]
 
 
@@ -24,7 +26,7 @@ def __getattr__(name):
     # Subpackages load DOLFINx; import them on first use so `hmm-fem --help` stays fast.
     import importlib
 
-    if name in ("cells", "coupling", "io", "macro", "micro", "references"):
+    if name in ("cells", "coupling", "io", "macro", "micro", "references", "voigt", "waves"):
         return importlib.import_module(f"hmm_fem.{name}")
     if name in ("effective_flux", "micro_operator"):
         return getattr(importlib.import_module("hmm_fem.coupling"), name)

@@ -96,6 +96,46 @@ def _build_parser() -> argparse.ArgumentParser:
     cond.add_argument("--output", metavar="DIR", help="write correctors and fluxes (VTX) to DIR")
     cond.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
+    elas = cell_sub.add_parser(
+        "elasticity",
+        help="effective stiffness C* (Voigt) of a two-phase periodic cell",
+        description="Effective stiffness C* of a two-phase cell in Voigt notation (order xx, yy, "
+        "zz, yz, xz, xy; 2D: xx, yy, xy; engineering shear strains), in the units of E. "
+        "2D cells are plane strain.",
+    )
+    where = elas.add_mutually_exclusive_group(required=True)
+    where.add_argument("--geometry", choices=GEOMETRIES, help="generated unit cell")
+    where.add_argument("--mesh", metavar="FILE.msh", help="a periodic gmsh mesh with phase tags")
+    elas.add_argument(
+        "--volume-fraction", type=float, metavar="F", help="inclusion volume fraction"
+    )
+    elas.add_argument(
+        "--matrix", required=True, metavar="E,NU", help="matrix Young's modulus, Poisson ratio"
+    )
+    elas.add_argument(
+        "--inclusion",
+        required=True,
+        metavar="E,NU",
+        help="inclusion Young's modulus, Poisson ratio (with --mesh: every other phase)",
+    )
+    dims = elas.add_mutually_exclusive_group()
+    dims.add_argument("--plane-strain", action="store_true", help="2D plane strain (default)")
+    dims.add_argument("--3d", dest="three_d", action="store_true", help="3D cell (laminate, cubic)")
+    elas.add_argument(
+        "--bc",
+        choices=("periodic", "kinematic", "traction"),
+        default="periodic",
+        help="cell boundary condition (default periodic)",
+    )
+    elas.add_argument("--mesh-size", type=float, metavar="H", help="element size (default adapted)")
+    elas.add_argument(
+        "--degree", type=int, default=1, metavar="P", help="Lagrange degree (default 1)"
+    )
+    elas.add_argument("--num-inclusions", type=int, default=10, help="random: number of discs")
+    elas.add_argument("--seed", type=int, default=0, help="random: seed of the placement")
+    elas.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    elas.set_defaults(dim=2, output=None)
+
     demo = sub.add_parser("demo", help="run a demo script from demos/")
     demo.add_argument("name", nargs="?", help="demo name (omit to list them)")
     demo.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the demo")
@@ -138,30 +178,35 @@ def _info() -> int:
     return 0
 
 
-def _cell_conductivity(args) -> int:
+def _unit_cell(args, dim: int | None = None):
+    """The unit cell named on the command line (generated, or loaded with --mesh)."""
     from hmm_fem import cells
 
-    start = time.perf_counter()
-    k_m = _parse_property(args.matrix, "--matrix")
-    k_i = _parse_property(args.inclusion, "--inclusion")
     if args.mesh:
-        unit_cell = cells.load(args.mesh)
-        conductivities = {name: (k_m if name == "matrix" else k_i) for name in unit_cell.phases}
-    else:
-        if args.volume_fraction is None:
-            raise UsageError(f"--volume-fraction is required with --geometry {args.geometry}")
-        options = {"mesh_size": args.mesh_size}
-        if args.geometry == "laminate":
-            options["dim"] = args.dim
-        if args.geometry == "random":
-            options.update(num_inclusions=args.num_inclusions, seed=args.seed)
-        unit_cell = getattr(cells, args.geometry)(args.volume_fraction, **options)
-        conductivities = {"matrix": k_m, "inclusion": k_i}
-    problem = cells.ConductivityCell(unit_cell, conductivities, degree=args.degree)
-    tensor = problem.effective_tensor()
+        return cells.load(args.mesh)
+    if args.volume_fraction is None:
+        raise UsageError(f"--volume-fraction is required with --geometry {args.geometry}")
+    options = {"mesh_size": args.mesh_size}
+    if args.geometry == "laminate":
+        options["dim"] = dim or args.dim
+    elif dim is not None:
+        native = 3 if args.geometry == "cubic" else 2
+        if dim != native:
+            raise UsageError(
+                f"--geometry {args.geometry} is a {native}D cell; "
+                f"{'drop --3d' if native == 2 else 'use --3d'}"
+            )
+    if args.geometry == "random":
+        options.update(num_inclusions=args.num_inclusions, seed=args.seed)
+    return getattr(cells, args.geometry)(args.volume_fraction, **options)
+
+
+def _report(args, unit_cell, problem, tensor, start, name, extra=None) -> None:
+    """Print the result of a cell command (JSON with --json) and free the cell."""
     seconds = time.perf_counter() - start
     result = {
         "tensor": tensor.tolist(),
+        **(extra or {}),
         "volume_fraction": unit_cell.volume_fraction,
         "dofs": problem.num_dofs,
         "seconds": seconds,
@@ -171,25 +216,66 @@ def _cell_conductivity(args) -> int:
         "cells": unit_cell.num_cells,
         "solve_seconds": problem.seconds,
     }
-    if args.output:
+    if getattr(args, "output", None):
         from hmm_fem.io import write_conductivity_cell
 
-        result["files"] = {
-            k: str(v) for k, v in write_conductivity_cell(problem, args.output).items()
-        }
+        files = write_conductivity_cell(problem, args.output)
+        result["files"] = {k: str(v) for k, v in files.items()}
     if args.json:
         print(json.dumps(result))
     else:
         print(f"geometry        {unit_cell.geometry}")
         print(f"volume fraction {unit_cell.volume_fraction:.6f} (meshed)")
         print(f"dofs            {problem.num_dofs}")
-        print("K* =")
+        for key, value in (extra or {}).items():
+            print(f"{key:<15} {value}")
+        print(f"{name} =")
         for row in tensor:
             print("  " + "  ".join(f"{v: .8e}" for v in row))
         print(f"seconds         {seconds:.3f}")
         for kind, path in result.get("files", {}).items():
             print(f"wrote {kind:<11} {path}")
     problem.destroy()
+
+
+def _cell_conductivity(args) -> int:
+    from hmm_fem import cells
+
+    start = time.perf_counter()
+    k_m = _parse_property(args.matrix, "--matrix")
+    k_i = _parse_property(args.inclusion, "--inclusion")
+    unit_cell = _unit_cell(args)
+    conductivities = {name: (k_m if name == "matrix" else k_i) for name in unit_cell.phases}
+    problem = cells.ConductivityCell(unit_cell, conductivities, degree=args.degree)
+    _report(args, unit_cell, problem, problem.effective_tensor(), start, "K*")
+    return 0
+
+
+def _cell_elasticity(args) -> int:
+    from hmm_fem.cells.elasticity import ElasticityCell
+
+    start = time.perf_counter()
+    phases = {}
+    for option, text in (("--matrix", args.matrix), ("--inclusion", args.inclusion)):
+        values = _parse_property(text, option)
+        if not isinstance(values, list) or len(values) != 2:
+            raise UsageError(f"{option} {text!r}: expected E,NU (Young's modulus, Poisson ratio)")
+        phases[option[2:]] = tuple(values)
+    unit_cell = _unit_cell(args, dim=3 if args.three_d else 2)
+    by_name = {
+        name: (phases["matrix"] if name == "matrix" else phases["inclusion"])
+        for name in unit_cell.phases
+    }
+    problem = ElasticityCell(unit_cell, by_name, degree=args.degree, bc=args.bc)
+    tensor = problem.effective_tensor()
+    extra = {
+        "convention": "voigt",
+        "bc": args.bc,
+        "order": "xx, yy, zz, yz, xz, xy" if unit_cell.dim == 3 else "xx, yy, xy",
+    }
+    if unit_cell.dim == 2:
+        extra["plane"] = "strain"
+    _report(args, unit_cell, problem, tensor, start, "C* (Voigt)", extra)
     return 0
 
 
@@ -217,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "cell":
             if args.physics == "conductivity":
                 return _cell_conductivity(args)
+            if args.physics == "elasticity":
+                return _cell_elasticity(args)
             parser.parse_args(["cell", "--help"])
         if args.command == "demo":
             return _demo(args)

@@ -19,6 +19,8 @@ __all__ = [
     "hashin_shtrikman_bounds",
     "hashin_shtrikman_trace_margins",
     "perrins_square_array",
+    "backus_laminate",
+    "hill_equal_shear_bulk",
     "PERRINS_CONTRAST_10",
 ]
 
@@ -106,3 +108,53 @@ def perrins_square_array(k_m: float, k_i: float, f: float) -> float:
 
 #: Published values of the Perrins et al. fit at contrast k_i/k_m = 10, by volume fraction.
 PERRINS_CONTRAST_10 = {0.1: 1.178222, 0.2: 1.391458, 0.3: 1.652036, 0.4: 1.980626, 0.5: 2.415467}
+
+
+def backus_laminate(E, nu, fractions) -> np.ndarray:
+    """Exact effective stiffness of a laminate of isotropic layers normal to ``x3``.
+
+    Backus (1962), J. Geophys. Res. 67, 4427; Postma (1955). With ``<.>`` the volume
+    average over the layers (Lame constants ``lambda, mu``)::
+
+        C33 = <1/(lambda + 2 mu)>^-1,            C13 = <lambda/(lambda + 2 mu)> C33,
+        C11 = <4 mu (lambda + mu)/(lambda + 2 mu)> + <lambda/(lambda + 2 mu)>^2 C33,
+        C44 = <1/mu>^-1,   C66 = <mu>,   C12 = C11 - 2 C66.
+
+    Returns:
+        The 6x6 Voigt stiffness (order xx, yy, zz, yz, xz, xy; engineering shears).
+    """
+    E, nu, c = (np.asarray(a, dtype=np.float64) for a in (E, nu, fractions))
+    if not np.isclose(c.sum(), 1.0):
+        raise ValueError(f"layer fractions sum to {c.sum()}, not 1")
+    lam = E * nu / ((1 + nu) * (1 - 2 * nu))
+    mu = E / (2 * (1 + nu))
+    avg = lambda a: float(np.dot(c, a))  # noqa: E731
+    C33 = 1.0 / avg(1.0 / (lam + 2 * mu))
+    ratio = avg(lam / (lam + 2 * mu))
+    C13 = ratio * C33
+    C11 = avg(4 * mu * (lam + mu) / (lam + 2 * mu)) + ratio**2 * C33
+    C44 = 1.0 / avg(1.0 / mu)
+    C66 = avg(mu)
+    C12 = C11 - 2 * C66
+    C = np.zeros((6, 6))
+    C[0, 0] = C[1, 1] = C11
+    C[2, 2] = C33
+    C[0, 1] = C[1, 0] = C12
+    C[0, 2] = C[2, 0] = C[1, 2] = C[2, 1] = C13
+    C[3, 3] = C[4, 4] = C44
+    C[5, 5] = C66
+    return C
+
+
+def hill_equal_shear_bulk(bulk_moduli, shear_modulus: float, fractions, dim: int = 3) -> float:
+    """Hill's exact effective bulk modulus when all phases share one shear modulus ``G``.
+
+    Hill (1963), J. Mech. Phys. Solids 11, 357: for any geometry,
+    ``1/(K* + 4G/3) = sum_i c_i/(K_i + 4G/3)`` in 3D; in 2D plane strain the analogue is
+    ``1/(k* + G) = sum_i c_i/(k_i + G)`` with the plane-strain bulk modulus
+    ``k = lambda + G``.
+    """
+    K = np.asarray(bulk_moduli, dtype=np.float64)
+    c = np.asarray(fractions, dtype=np.float64)
+    shift = 4.0 * shear_modulus / 3.0 if dim == 3 else shear_modulus
+    return float(1.0 / np.dot(c, 1.0 / (K + shift)) - shift)

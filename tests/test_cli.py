@@ -122,6 +122,69 @@ def test_cell_conductivity_from_a_user_mesh(tmp_path):
     assert abs(result["tensor"][0][0] / references.perrins_square_array(1, 10, 0.3) - 1) < 5e-3
 
 
+def test_cell_elasticity_json_contract_laminate_is_backus():
+    """Layers normal to x here; the published values are for layers normal to x3, so the
+    roles of the axes swap: C11 <-> C33, C23 = C12(published), C55 = C66 = C44(published)."""
+    out = run(
+        "cell",
+        "elasticity",
+        "--geometry",
+        "laminate",
+        "--volume-fraction",
+        "0.5",
+        "--matrix",
+        "1,0.3",
+        "--inclusion",
+        "10,0.2",
+        "--3d",
+        "--json",
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["convention"] == "voigt"
+    assert set(result) >= {"tensor", "volume_fraction", "dofs", "seconds"}
+    C = result["tensor"]
+    published = {
+        (1, 1): 6.034217,
+        (1, 2): 1.482935,
+        (0, 1): 0.814751,
+        (0, 0): 2.401372,
+        (4, 4): 0.704225,
+        (3, 3): 2.275641,
+    }
+    for (i, j), value in published.items():
+        assert abs(C[i][j] / value - 1) < 1e-6, (i, j, C[i][j], value)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--geometry", "square", "--volume-fraction", "0.3", "--3d"], "2D cell"),
+        (["--geometry", "cubic", "--volume-fraction", "0.3"], "3D cell"),
+        (["--geometry", "square", "--volume-fraction", "0.3", "--bc", "free"], "invalid choice"),
+    ],
+)
+def test_cell_elasticity_errors(args, message):
+    out = run("cell", "elasticity", *args, "--matrix", "1,0.3", "--inclusion", "10,0.2")
+    assert out.returncode == 2 and message in out.stderr
+
+
+def test_cell_elasticity_bad_moduli():
+    out = run(
+        "cell",
+        "elasticity",
+        "--geometry",
+        "square",
+        "--volume-fraction",
+        "0.3",
+        "--matrix",
+        "1,0.6",
+        "--inclusion",
+        "10,0.2",
+    )
+    assert out.returncode == 2 and "0.6" in out.stderr
+
+
 def test_demo_list():
     out = run("demo")
     assert out.returncode == 0 and "cell_conductivity" in out.stdout

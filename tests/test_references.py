@@ -40,3 +40,30 @@ def test_trace_margins_vanish_on_the_isotropic_bounds():
     laminate = references.laminate_conductivity(1.0, 10.0, 0.4, 2)
     margins = references.hashin_shtrikman_trace_margins(laminate, 1.0, 10.0, 0.4)
     assert min(margins) > -1e-12 and min(margins) < 1e-12
+
+
+def test_backus_reproduces_the_published_laminate():
+    C = references.backus_laminate([1.0, 10.0], [0.3, 0.2], [0.5, 0.5])
+    published = {
+        (0, 0): 6.034217,
+        (0, 1): 1.482935,
+        (0, 2): 0.814751,
+        (2, 2): 2.401372,
+        (3, 3): 0.704225,
+        (5, 5): 2.275641,
+    }
+    for (i, j), value in published.items():
+        assert abs(C[i, j] - value) < 1e-6
+
+
+def test_backus_of_one_material_is_that_material():
+    from hmm_fem.voigt import isotropic_stiffness
+
+    C = references.backus_laminate([3.0, 3.0], [0.25, 0.25], [0.3, 0.7])
+    assert np.allclose(C, isotropic_stiffness(3.0, 0.25, 3), rtol=1e-12)
+
+
+def test_hill_reduces_to_the_phase_modulus_and_is_bounded():
+    assert np.isclose(references.hill_equal_shear_bulk([2.0, 2.0], 1.0, [0.4, 0.6]), 2.0)
+    K = references.hill_equal_shear_bulk([1.0, 10.0], 0.7, [0.5, 0.5])
+    assert 1 / (0.5 / 1.0 + 0.5 / 10.0) < K < 0.5 * (1.0 + 10.0)

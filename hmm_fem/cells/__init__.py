@@ -2,10 +2,13 @@
 
 Geometry: :func:`laminate`, :func:`square`, :func:`hexagonal`, :func:`cubic`,
 :func:`random` build gmsh meshes in process; :func:`load` reads a user ``.msh``.
-Problems: :class:`ConductivityCell` gives the effective conductivity K*.
+Problems: :class:`ConductivityCell` gives the effective conductivity K*,
+:class:`ElasticityCell` the effective stiffness C* (Voigt, see :mod:`hmm_fem.voigt`)
+with periodic, kinematic or traction (minimal kinematic) boundary conditions.
 """
 
 from .conductivity import ConductivityCell
+from .elasticity import ElasticityCell
 from .geometry import TOUCHING_LIMITS, cubic, hexagonal, laminate, random, square
 from .laws import ArrheniusLaw, ConstantLaw, LinearLaw
 from .models import ConductivityModel
@@ -26,6 +29,7 @@ __all__ = [
     "load",
     "check_periodic",
     "ConductivityCell",
+    "ElasticityCell",
     "ConductivityModel",
     "ConstantLaw",
     "LinearLaw",
