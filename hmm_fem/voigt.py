@@ -26,6 +26,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "ufl_strain",
+    "ufl_stress_tensor",
     "VOIGT_PAIRS",
     "voigt_size",
     "voigt_dim",
@@ -267,3 +269,26 @@ def tensor_to_stiffness(C4) -> np.ndarray:
     dim = C4.shape[-1]
     rows, cols = np.array(VOIGT_PAIRS[dim]).T
     return C4[..., rows[:, None], cols[:, None], rows[None, :], cols[None, :]]
+
+
+def ufl_strain(u):
+    """The small strain of the displacement ``u`` as a UFL Voigt vector (engineering shears).
+
+    2D: ``(e_xx, e_yy, 2 e_xy)``; 3D: ``(e_xx, e_yy, e_zz, 2 e_yz, 2 e_xz, 2 e_xy)``.
+    """
+    import ufl
+
+    g = ufl.grad(u)
+    return ufl.as_vector(
+        [g[i, j] if i == j else g[i, j] + g[j, i] for i, j in VOIGT_PAIRS[g.ufl_shape[0]]]
+    )
+
+
+def ufl_stress_tensor(s, dim: int):
+    """The symmetric ``dim x dim`` UFL tensor of a Voigt stress vector ``s`` (no factors)."""
+    import ufl
+
+    index = {}
+    for k, (i, j) in enumerate(VOIGT_PAIRS[dim]):
+        index[i, j] = index[j, i] = k
+    return ufl.as_matrix([[s[index[i, j]] for j in range(dim)] for i in range(dim)])

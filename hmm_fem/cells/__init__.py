@@ -4,12 +4,16 @@ Geometry: :func:`laminate`, :func:`square`, :func:`hexagonal`, :func:`cubic`,
 :func:`random` build gmsh meshes in process; :func:`load` reads a user ``.msh``.
 Problems: :class:`ConductivityCell` gives the effective conductivity K*,
 :class:`ElasticityCell` the effective stiffness C* (Voigt, see :mod:`hmm_fem.voigt`)
-with periodic, kinematic or traction (minimal kinematic) boundary conditions.
+with periodic, kinematic or traction (minimal kinematic) boundary conditions,
+:class:`HyperelasticCell` the finite-strain (Neo-Hookean) response P*(F) and its
+consistent tangent.
 """
 
 from .conductivity import ConductivityCell
+from .elastic_models import ElasticityModel
 from .elasticity import ElasticityCell
 from .geometry import TOUCHING_LIMITS, cubic, hexagonal, laminate, random, square
+from .hyperelastic import HyperelasticCell
 from .laws import ArrheniusLaw, ConstantLaw, LinearLaw
 from .models import ConductivityModel
 from .msh import check_periodic, load
@@ -30,7 +34,9 @@ __all__ = [
     "check_periodic",
     "ConductivityCell",
     "ElasticityCell",
+    "HyperelasticCell",
     "ConductivityModel",
+    "ElasticityModel",
     "ConstantLaw",
     "LinearLaw",
     "ArrheniusLaw",

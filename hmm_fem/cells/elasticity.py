@@ -43,7 +43,7 @@ from dolfinx import mesh as dmesh
 from mpi4py import MPI
 from petsc4py import PETSc
 
-from hmm_fem.voigt import VOIGT_PAIRS, isotropic_stiffness, voigt_size
+from hmm_fem.voigt import isotropic_stiffness, ufl_strain, voigt_size
 
 from .conductivity import check_tensor
 from .periodic import (
@@ -70,12 +70,6 @@ TRACTION_SOLVER_OPTIONS: dict[str, str | float | int] = {
 
 _LABELS = {2: ("xx", "yy", "xy"), 3: ("xx", "yy", "zz", "yz", "xz", "xy")}
 _counter = itertools.count()
-
-
-def _voigt_strain(u, dim: int):
-    """UFL Voigt strain of ``u`` with engineering shears (order of :data:`VOIGT_PAIRS`)."""
-    g = ufl.grad(u)
-    return ufl.as_vector([g[i, j] if i == j else g[i, j] + g[j, i] for i, j in VOIGT_PAIRS[dim]])
 
 
 def _as_stiffness(value, dim: int, what: str) -> np.ndarray:
@@ -248,8 +242,8 @@ class ElasticityCell:
         C = self.stiffness
         self.macro_strain = fem.Constant(msh, np.zeros(n, dtype=PETSc.ScalarType))
         u, v = ufl.TrialFunction(self.V), ufl.TestFunction(self.V)
-        a_uu = ufl.inner(C * _voigt_strain(u, d), _voigt_strain(v, d)) * ufl.dx
-        L_u = -ufl.inner(C * self.macro_strain, _voigt_strain(v, d)) * ufl.dx
+        a_uu = ufl.inner(C * ufl_strain(u), ufl_strain(v)) * ufl.dx
+        L_u = -ufl.inner(C * self.macro_strain, ufl_strain(v)) * ufl.dx
         name = f"elasticity_cell_{bc}"
         self.mpc = None
         self._multipliers: list[fem.Function] = []
@@ -285,14 +279,14 @@ class ElasticityCell:
             v, mu, eta = ufl.TestFunctions(W)
             normal = ufl.FacetNormal(msh)
             a = (
-                ufl.inner(C * _voigt_strain(u, d), _voigt_strain(v, d)) * ufl.dx
+                ufl.inner(C * ufl_strain(u), ufl_strain(v)) * ufl.dx
                 + ufl.inner(lam, ufl.outer(v, normal)) * ufl.ds
                 + ufl.inner(mu, ufl.outer(u, normal)) * ufl.ds
                 + ufl.inner(tau, v) * ufl.dx
                 + ufl.inner(eta, u) * ufl.dx
             )
             L = (
-                -ufl.inner(C * self.macro_strain, _voigt_strain(v, d)) * ufl.dx
+                -ufl.inner(C * self.macro_strain, ufl_strain(v)) * ufl.dx
                 + ufl.ZeroBaseForm((mu,))
                 + ufl.ZeroBaseForm((eta,))
             )

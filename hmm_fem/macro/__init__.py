@@ -1,5 +1,15 @@
 """Ready-made macro problems written in UFL with micro-model constitutive laws."""
 
+from .elasticity import DEFAULT_MAX_CUTS, LoadStep, StaticElasticity, SteppedSolveReport
+from .elastodynamics import LinearElastodynamics
 from .heat import SteadyHeat, TransientHeat
 
-__all__ = ["SteadyHeat", "TransientHeat"]
+__all__ = [
+    "SteadyHeat",
+    "TransientHeat",
+    "StaticElasticity",
+    "SteppedSolveReport",
+    "LoadStep",
+    "DEFAULT_MAX_CUTS",
+    "LinearElastodynamics",
+]

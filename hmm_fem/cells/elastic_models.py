@@ -1,0 +1,183 @@
+"""Elasticity cells as micro models: the macro stress ``sigma = C* eps`` (small strain).
+
+The macro input at every point is the strain in Voigt notation (engineering shears,
+order of :mod:`hmm_fem.voigt`); the response is the Voigt stress (no shear factors)
+with the exact tangent ``d sigma / d strain = C*``. 2D cells are plane strain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+
+from ..micro.protocol import MicroModel, MicroResponse
+from ..voigt import voigt_size
+from .elasticity import BOUNDARY_CONDITIONS, ElasticityCell, _as_stiffness
+from .unitcell import UnitCell
+
+__all__ = ["ElasticityModel"]
+
+
+class ElasticityModel(MicroModel):
+    """The effective stress of a linear elastic periodic cell, for the FE² engine.
+
+    Input at every macro point: ``strain``, the Voigt strain ``(e_xx, e_yy, 2 e_xy)`` in
+    2D (plane strain) or ``(e_xx, e_yy, e_zz, 2 e_yz, 2 e_xz, 2 e_xy)`` in 3D. Response:
+    the Voigt stress ``sigma = C* strain`` with the consistent tangent
+    ``d sigma / d strain = C*`` (exact: the response is linear in the strain).
+
+    The micro state does not contain the strain (the stress is linear in it). With one
+    cell geometry the state is empty: the cell is solved once per run, whatever the
+    number of macro points and Newton iterations. With a cell function the state is the
+    volume fraction rounded to ``parameter_resolution``, and one cell is built and solved
+    per distinct rounded value.
+
+    Example:
+        >>> model = ElasticityModel(cells.square(0.3), {"matrix": (1.0, 0.3),
+        ...                                             "inclusion": (10.0, 0.2)})
+        >>> model.evaluate({"strain": np.array([[1e-3, 0.0, 0.0]])}).value  # Voigt stress
+
+    Args:
+        cell: A :class:`UnitCell`, or a function ``f -> UnitCell`` building the cell for a
+            volume fraction ``f`` (e.g. ``lambda f: cells.square(f)``). With a function the
+            model takes the parameter ``volume_fraction``, rounded to multiples of
+            ``parameter_resolution``; one cell is built per distinct rounded value.
+        phases: Stiffness of every phase, by phase name or tag, as for
+            :class:`ElasticityCell`: ``(E, nu)`` (isotropic; plane strain in 2D) or a
+            symmetric positive definite Voigt stiffness matrix.
+        degree: Lagrange degree of the cell fluctuations.
+        bc: Cell boundary condition, ``"periodic"``, ``"kinematic"`` or ``"traction"``
+            (see :class:`ElasticityCell`).
+        parameter_resolution: Resolution of the volume fraction (with a cell function).
+        dim: Dimension, only needed with a cell function (default 2).
+        petsc_options: Cell solver options (default: those of :class:`ElasticityCell`).
+
+    Attributes:
+        dim: The spatial dimension (2: plane strain, or 3).
+        size: The number of Voigt components, 3 in 2D and 6 in 3D.
+
+    Raises:
+        ValueError: For an unknown ``bc``, a non-positive ``parameter_resolution`` or a
+            phase stiffness that is not valid (checked at construction).
+        TypeError: If ``cell`` is neither a :class:`UnitCell` nor callable.
+    """
+
+    def __init__(
+        self,
+        cell: UnitCell | Callable[[float], UnitCell],
+        phases: Mapping,
+        *,
+        degree: int = 1,
+        bc: str = "periodic",
+        parameter_resolution: float = 0.01,
+        dim: int | None = None,
+        petsc_options: dict | None = None,
+    ):
+        if bc not in BOUNDARY_CONDITIONS:
+            raise ValueError(
+                f"unknown boundary condition bc={bc!r}; use one of {', '.join(BOUNDARY_CONDITIONS)}"
+            )
+        if int(degree) < 1:
+            raise ValueError(f"degree must be >= 1, got {degree}")
+        self.phases = dict(phases)
+        self.degree = int(degree)
+        self.bc = bc
+        self.petsc_options = petsc_options
+        self._cells: dict[float | None, ElasticityCell] = {}
+        if isinstance(cell, UnitCell):
+            self._factory = None
+            self._fixed = cell
+            self.dim = cell.dim
+            self.parameters = ()
+        else:
+            if not callable(cell):
+                raise TypeError("cell must be a UnitCell or a function volume_fraction -> UnitCell")
+            self._factory = cell
+            self._fixed = None
+            self.dim = 2 if dim is None else int(dim)
+            self.parameters = ("volume_fraction",)
+            if not parameter_resolution > 0:
+                raise ValueError(f"parameter_resolution must be > 0, got {parameter_resolution}")
+        self.size = voigt_size(self.dim)
+        # Validate the phase values now (the phase names need the cell: at the first build).
+        for key, value in self.phases.items():
+            _as_stiffness(value, self.dim, f"stiffness of phase {key!r}")
+        self.parameter_resolution = float(parameter_resolution)
+        self.inputs = {"strain": (self.size,)}
+        self.output_shape = (self.size,)
+        self.state_names = self.parameters
+
+    # -- the cell bank -------------------------------------------------------------------------
+    def cell_problem(self, volume_fraction: float | None = None) -> ElasticityCell:
+        """The (built-once) cell problem for a volume fraction (or the fixed cell).
+
+        Args:
+            volume_fraction: The (rounded) volume fraction; ignored with a fixed cell.
+
+        Raises:
+            ValueError: If the cell's dimension is not the model's.
+        """
+        key = None if self._factory is None else float(volume_fraction)
+        problem = self._cells.get(key)
+        if problem is None:
+            unit_cell = self._fixed if self._factory is None else self._factory(key)
+            if unit_cell.dim != self.dim:
+                raise ValueError(
+                    f"the cell is {unit_cell.dim}D but the model is {self.dim}D; "
+                    "pass dim= to ElasticityModel"
+                )
+            problem = ElasticityCell(
+                unit_cell,
+                self.phases,
+                degree=self.degree,
+                bc=self.bc,
+                petsc_options=self.petsc_options,
+            )
+            self._cells[key] = problem
+        return problem
+
+    def effective_tensor(self, volume_fraction: float | None = None) -> np.ndarray:
+        """C* (Voigt ``n x n``) of the fixed cell or of the cell at ``volume_fraction``.
+
+        The volume fraction is used as given (not rounded); the cell is kept in the bank.
+        """
+        return self.cell_problem(volume_fraction).effective_tensor()
+
+    @property
+    def num_cells_built(self) -> int:
+        """Number of distinct cells built so far."""
+        return len(self._cells)
+
+    def destroy(self) -> None:
+        """Free the PETSc objects of every cell in the bank (the bank is emptied)."""
+        for problem in self._cells.values():
+            problem.destroy()
+        self._cells.clear()
+
+    # -- the protocol -------------------------------------------------------------------------
+    def micro_state(self, inputs, parameters) -> np.ndarray:
+        """Zero columns (fixed cell) or the rounded ``volume_fraction`` (cell function)."""
+        strain = np.asarray(inputs["strain"], dtype=np.float64).reshape(-1, self.size)
+        if self._factory is None:
+            return np.empty((strain.shape[0], 0))
+        if "volume_fraction" not in parameters:
+            raise ValueError("this model needs the parameter 'volume_fraction' (a macro field)")
+        f = np.asarray(parameters["volume_fraction"], dtype=np.float64).reshape(-1)
+        rounded = np.round(f / self.parameter_resolution) * self.parameter_resolution
+        return rounded.reshape(-1, 1)
+
+    def solve(self, state: np.ndarray) -> dict[str, np.ndarray]:
+        """C* of the cell of this state: ``{"C": (n, n)}``."""
+        f = float(state[0]) if self._factory is not None else None
+        return {"C": self.cell_problem(f).effective_tensor()}
+
+    def respond(self, solutions, inputs, parameters) -> MicroResponse:
+        """``sigma = C* strain`` and ``d sigma / d strain = C*`` at every point."""
+        strain = np.asarray(inputs["strain"], dtype=np.float64).reshape(-1, self.size)
+        n = self.size
+        C = np.asarray(solutions.get("C", np.empty((0, n, n))), dtype=np.float64).reshape(-1, n, n)
+        stress = np.einsum("nij,nj->ni", C, strain)
+        return MicroResponse(
+            value=stress, derivatives={"strain": C.copy()}, solutions=dict(solutions)
+        )
