@@ -10,7 +10,7 @@ consistent tangent.
 """
 
 from .conductivity import ConductivityCell
-from .elastic_models import ElasticityModel
+from .elastic_models import ElasticityModel, HyperelasticModel
 from .elasticity import ElasticityCell
 from .geometry import TOUCHING_LIMITS, cubic, hexagonal, laminate, random, square
 from .hyperelastic import HyperelasticCell
@@ -37,6 +37,7 @@ __all__ = [
     "HyperelasticCell",
     "ConductivityModel",
     "ElasticityModel",
+    "HyperelasticModel",
     "ConstantLaw",
     "LinearLaw",
     "ArrheniusLaw",

@@ -16,7 +16,7 @@ from ..voigt import voigt_size
 from .elasticity import BOUNDARY_CONDITIONS, ElasticityCell, _as_stiffness
 from .unitcell import UnitCell
 
-__all__ = ["ElasticityModel"]
+__all__ = ["ElasticityModel", "HyperelasticModel"]
 
 
 class ElasticityModel(MicroModel):
@@ -180,4 +180,51 @@ class ElasticityModel(MicroModel):
         stress = np.einsum("nij,nj->ni", C, strain)
         return MicroResponse(
             value=stress, derivatives={"strain": C.copy()}, solutions=dict(solutions)
+        )
+
+
+class HyperelasticModel(MicroModel):
+    """The finite-strain response of a Neo-Hookean periodic cell, for the FE² engine.
+
+    Input at every macro point: ``displacement_gradient``, the macro ``H = grad u``
+    (``d x d``; the deformation gradient is ``F = I + H``). Response: the average first
+    Piola-Kirchhoff stress ``P*(F)`` with the consistent tangent ``dP*/dH = A*`` from the
+    converged micro Jacobian (see :meth:`HyperelasticCell.respond`). The micro state is
+    ``H`` itself: every distinct macro state is one micro Newton solve, warm-started from
+    the previous solve of the same cell; the dispatcher hands each rank a sorted block of
+    states, so consecutive solves are close.
+
+    Args:
+        cell: The :class:`UnitCell`.
+        phases: Phase name (or tag) -> ``(E, nu)`` of the Neo-Hookean phases.
+        **options: Passed to :class:`HyperelasticCell` (``degree``, ``rtol``, ...).
+    """
+
+    def __init__(self, cell: UnitCell, phases: Mapping, **options):
+        from .hyperelastic import HyperelasticCell
+
+        self.cell = HyperelasticCell(cell, phases, **options)
+        self.dim = cell.dim
+        d = self.dim
+        self.inputs = {"displacement_gradient": (d, d)}
+        self.output_shape = (d, d)
+        self.parameters = ()
+        self.state_names = tuple(f"H{i}{j}" for i in range(d) for j in range(d))
+
+    def micro_state(self, inputs, parameters) -> np.ndarray:
+        """The macro displacement gradient, flattened: ``(n, d*d)``."""
+        H = np.asarray(inputs["displacement_gradient"], dtype=np.float64)
+        return H.reshape(H.shape[0], self.dim * self.dim)
+
+    def solve(self, state: np.ndarray) -> dict[str, np.ndarray]:
+        """One micro Newton solve: ``P*`` and ``A*`` at ``H = state``."""
+        P, A = self.cell.respond(np.asarray(state).reshape(self.dim, self.dim))
+        return {"P": P, "A": A}
+
+    def respond(self, solutions, inputs, parameters) -> MicroResponse:
+        """``P*`` and ``dP*/dH = A*`` at every point."""
+        return MicroResponse(
+            value=solutions["P"],
+            derivatives={"displacement_gradient": solutions["A"]},
+            solutions=dict(solutions),
         )

@@ -1,4 +1,4 @@
-"""Ready-made macro small-strain elasticity with a micro-model stress, with load stepping.
+"""Ready-made macro elasticity with a micro-model stress, with load stepping.
 
 Equilibrium: ``div sigma + f = 0`` in the macro domain, with the stress
 ``sigma = sigma(eps(u))`` answered by a micro model at every quadrature point
@@ -14,6 +14,11 @@ in UFL. 2D means plane strain. Weak form, for a test function ``v``:
 where ``t`` is a prescribed traction and ``lam`` the load factor (a
 :class:`dolfinx.fem.Constant`, 1 at full load). :meth:`StaticElasticity.solve` ramps
 ``lam`` in steps and halves a step whose Newton iteration or micro solves fail.
+
+Finite strain: with a micro model whose input is ``displacement_gradient`` (``H =
+grad u``, shape ``(d, d)``) and whose response is the first Piola-Kirchhoff stress ``P``
+(:class:`hmm_fem.cells.HyperelasticModel`), the same class solves
+``int P(I + grad u) : grad v dX - ... = 0`` in the reference configuration.
 """
 
 from __future__ import annotations
@@ -185,12 +190,19 @@ class StaticElasticity:
             )
         n = voigt_size(d)
         inputs = dict(model.inputs)
-        if tuple(inputs.get("strain", ())) != (n,) or tuple(model.output_shape) != (n,):
+        small = tuple(inputs.get("strain", ())) == (n,) and tuple(model.output_shape) == (n,)
+        finite = tuple(inputs.get("displacement_gradient", ())) == (d, d) and tuple(
+            model.output_shape
+        ) == (d, d)
+        if not (small or finite):
             raise ValueError(
                 f"a {d}D elasticity problem needs a micro model with the input 'strain' of shape "
-                f"({n},) and a response of shape ({n},) (Voigt); this model has inputs "
-                f"{inputs} and response shape {tuple(model.output_shape)}"
+                f"({n},) and a Voigt stress of shape ({n},) (small strain), or the input "
+                f"'displacement_gradient' of shape ({d}, {d}) and a first Piola stress of shape "
+                f"({d}, {d}) (finite strain); this model has inputs {inputs} and response "
+                f"shape {tuple(model.output_shape)}"
             )
+        self.kinematics = "small" if small else "finite"
         self.mesh = mesh
         self.model = model
         self.dim = d
@@ -201,24 +213,35 @@ class StaticElasticity:
         self.last_steps: list[LoadStep] = []
         mesh.topology.create_connectivity(d - 1, d)
 
-        self.strain = ufl_strain(self.u)
+        name = coupling_options.pop("name", "stress")
+        if self.kinematics == "small":
+            self.strain = ufl_strain(self.u)
+            operands = {"strain": self.strain}
+        else:
+            self.strain = ufl.grad(self.u)  # the macro displacement gradient H
+            operands = {"displacement_gradient": self.strain}
         self.stress_voigt = micro_operator(
             model,
             mesh,
-            {"strain": self.strain},
+            operands,
             parameters,
             quadrature_degree=quadrature_degree,
-            name=coupling_options.pop("name", "stress"),
+            name=name,
             **coupling_options,
         )
         self.coupling = coupling_of(self.stress_voigt)
-        self.stress = ufl_stress_tensor(self.stress_voigt, d)
+        if self.kinematics == "small":
+            self.stress = ufl_stress_tensor(self.stress_voigt, d)
+        else:
+            self.stress = self.stress_voigt  # the first Piola-Kirchhoff stress P
 
         self.bcs = self._dirichlet(dirichlet)
         v = ufl.TestFunction(self.V)
         self.v = v
         lam = self.load_factor
-        F = ufl.inner(self.stress, ufl.sym(ufl.grad(v))) * ufl.dx
+        # Small strain: sigma : eps(v); finite strain: P : grad(v) (reference configuration).
+        test_gradient = ufl.sym(ufl.grad(v)) if self.kinematics == "small" else ufl.grad(v)
+        F = ufl.inner(self.stress, test_gradient) * ufl.dx
         if body_force is not None:
             F -= lam * ufl.inner(self._vector(body_force, "body_force"), v) * ufl.dx
         for ds, t in self._tractions(traction):
