@@ -28,6 +28,7 @@ lint:
 bench:
 	$(RUN) python3 benchmarks/cell_conductivity.py
 	$(RUN) python3 benchmarks/fe2_heat.py
+	$(RUN) python3 benchmarks/fe2_elasticity.py
 
 info:
 	$(RUN) python3 -m hmm_fem info

@@ -210,6 +210,8 @@ class HyperelasticModel(MicroModel):
         self.output_shape = (d, d)
         self.parameters = ()
         self.state_names = tuple(f"H{i}{j}" for i in range(d) for j in range(d))
+        #: Micro Newton iterations summed over all solves (for statistics).
+        self.newton_iterations = 0
 
     def micro_state(self, inputs, parameters) -> np.ndarray:
         """The macro displacement gradient, flattened: ``(n, d*d)``."""
@@ -219,6 +221,7 @@ class HyperelasticModel(MicroModel):
     def solve(self, state: np.ndarray) -> dict[str, np.ndarray]:
         """One micro Newton solve: ``P*`` and ``A*`` at ``H = state``."""
         P, A = self.cell.respond(np.asarray(state).reshape(self.dim, self.dim))
+        self.newton_iterations += self.cell.iterations
         return {"P": P, "A": A}
 
     def respond(self, solutions, inputs, parameters) -> MicroResponse:
