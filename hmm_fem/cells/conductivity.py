@@ -111,7 +111,7 @@ class ConductivityCell:
         num_cells = msh.topology.index_map(d).size_local + msh.topology.index_map(d).num_ghosts
         dofs = self._Q.dofmap.list[:num_cells, 0]
         phase_of_dof = np.empty(num_cells, dtype=np.int32)
-        phase_of_dof[dofs] = self._phase_of_cell(num_cells)
+        phase_of_dof[dofs] = cell.phase_index_of_cells(num_cells)
         self._phase_index_of_dof = phase_of_dof
         volumes = cell.phase_volumes()
         self._phase_volumes = np.array([volumes[n] for n in cell.phases])
@@ -141,50 +141,13 @@ class ConductivityCell:
         self._phase_laplacians = None
 
     # -- phases ---------------------------------------------------------------------------
-    def _phase_of_cell(self, num_cells: int) -> np.ndarray:
-        """Index (into ``cell.phases``) of the phase of every local cell, vectorised."""
-        tags = self.cell.cell_tags
-        tag_of_cell = np.full(num_cells, -1, dtype=np.int64)
-        tag_of_cell[tags.indices] = tags.values
-        index_of_tag = {tag: i for i, tag in enumerate(self.cell.phases.values())}
-        lookup = np.full(max(max(index_of_tag), int(tag_of_cell.max())) + 2, -1, dtype=np.int32)
-        for tag, i in index_of_tag.items():
-            lookup[tag] = i
-        phase = lookup[tag_of_cell]
-        if np.any(phase < 0):
-            bad = np.flatnonzero(phase < 0)
-            untagged = sorted(set(tag_of_cell[bad].tolist()))
-            raise ValueError(
-                f"{len(bad)} cells of the '{self.cell.geometry}' cell carry tags {untagged} that "
-                f"name no phase (phases: {self.cell.phases}); -1 means untagged. Tag every cell "
-                "with a phase."
-            )
-        return phase
-
     def _phase_tensors(self, conductivities: Mapping) -> np.ndarray:
         """The ``(num_phases, d, d)`` array of phase conductivities, validated."""
-        phases = self.cell.phases
-        tag_to_name = {tag: name for name, tag in phases.items()}
-        given: dict[str, object] = {}
-        for key, value in dict(conductivities).items():
-            name = tag_to_name.get(key, key) if not isinstance(key, str) else key
-            if name not in phases:
-                raise ValueError(
-                    f"conductivity given for unknown phase {key!r}; the phases of this "
-                    f"'{self.cell.geometry}' cell are {phases} (name: tag)"
-                )
-            given[name] = value
-        missing = [f"'{n}' (tag {t})" for n, t in phases.items() if n not in given]
-        if missing:
-            raise ValueError(
-                f"no conductivity given for phase {', '.join(missing)}; the phases of this "
-                f"'{self.cell.geometry}' cell are {phases} (name: tag)"
-            )
         d = self.cell.dim
         return np.array(
             [
-                _as_tensor(given[n], d, f"conductivity of phase '{n}' (tag {t})")
-                for n, t in phases.items()
+                _as_tensor(value, d, f"conductivity of phase '{name}' (tag {tag})")
+                for name, tag, value in self.cell.phase_values(conductivities, "conductivity")
             ]
         )
 

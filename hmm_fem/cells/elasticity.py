@@ -233,7 +233,7 @@ class ElasticityCell:
         num_cells = imap.size_local + imap.num_ghosts
         dofs = self._Q.dofmap.list[:num_cells, 0]
         phase_of_dof = np.empty(num_cells, dtype=np.int32)
-        phase_of_dof[dofs] = self._phase_of_cell(num_cells)
+        phase_of_dof[dofs] = cell.phase_index_of_cells(num_cells)
         self._phase_index_of_dof = phase_of_dof
         volumes = cell.phase_volumes()
         self._phase_volumes = np.array([volumes[name] for name in cell.phases])
@@ -306,50 +306,13 @@ class ElasticityCell:
         self.seconds = 0.0
 
     # -- phases ---------------------------------------------------------------------------
-    def _phase_of_cell(self, num_cells: int) -> np.ndarray:
-        """Index (into ``cell.phases``) of the phase of every local cell, vectorised."""
-        tags = self.cell.cell_tags
-        tag_of_cell = np.full(num_cells, -1, dtype=np.int64)
-        tag_of_cell[tags.indices] = tags.values
-        index_of_tag = {tag: i for i, tag in enumerate(self.cell.phases.values())}
-        lookup = np.full(max(max(index_of_tag), int(tag_of_cell.max())) + 2, -1, dtype=np.int32)
-        for tag, i in index_of_tag.items():
-            lookup[tag] = i
-        phase = lookup[tag_of_cell]
-        if np.any(phase < 0):
-            bad = np.flatnonzero(phase < 0)
-            untagged = sorted(set(tag_of_cell[bad].tolist()))
-            raise ValueError(
-                f"{len(bad)} cells of the '{self.cell.geometry}' cell carry tags {untagged} that "
-                f"name no phase (phases: {self.cell.phases}); -1 means untagged. Tag every cell "
-                "with a phase."
-            )
-        return phase
-
     def _phase_stiffnesses(self, phases: Mapping) -> np.ndarray:
         """The ``(num_phases, n, n)`` array of phase Voigt stiffnesses, validated."""
-        cell_phases = self.cell.phases
-        tag_to_name = {tag: name for name, tag in cell_phases.items()}
-        given: dict[str, object] = {}
-        for key, value in dict(phases).items():
-            name = tag_to_name.get(key, key) if not isinstance(key, str) else key
-            if name not in cell_phases:
-                raise ValueError(
-                    f"stiffness given for unknown phase {key!r}; the phases of this "
-                    f"'{self.cell.geometry}' cell are {cell_phases} (name: tag)"
-                )
-            given[name] = value
-        missing = [f"'{n}' (tag {t})" for n, t in cell_phases.items() if n not in given]
-        if missing:
-            raise ValueError(
-                f"no stiffness given for phase {', '.join(missing)}; the phases of this "
-                f"'{self.cell.geometry}' cell are {cell_phases} (name: tag)"
-            )
         d = self.cell.dim
         return np.array(
             [
-                _as_stiffness(given[n], d, f"stiffness of phase '{n}' (tag {t})")
-                for n, t in cell_phases.items()
+                _as_stiffness(value, d, f"stiffness of phase '{name}' (tag {tag})")
+                for name, tag, value in self.cell.phase_values(phases, "stiffness")
             ]
         )
 

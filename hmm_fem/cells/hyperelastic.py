@@ -260,7 +260,7 @@ class HyperelasticCell:
         num_cells = imap.size_local + imap.num_ghosts
         dofs = DG0.dofmap.list[:num_cells, 0]
         phase_of_dof = np.empty(num_cells, dtype=np.int32)
-        phase_of_dof[dofs] = self._phase_of_cell(num_cells)
+        phase_of_dof[dofs] = cell.phase_index_of_cells(num_cells)
         self._phase_lame = self._phase_constants(phases)
         self.mu.x.array[:] = self._phase_lame[phase_of_dof, 0]
         self.lam.x.array[:] = self._phase_lame[phase_of_dof, 1]
@@ -352,49 +352,12 @@ class HyperelasticCell:
         lnJ = ufl.ln(ufl.det(F))
         return 0.5 * self.mu * (ufl.tr(F.T * F) - d) - self.mu * lnJ + 0.5 * self.lam * lnJ**2
 
-    def _phase_of_cell(self, num_cells: int) -> np.ndarray:
-        """Index (into ``cell.phases``) of the phase of every local cell, vectorised."""
-        tags = self.cell.cell_tags
-        tag_of_cell = np.full(num_cells, -1, dtype=np.int64)
-        tag_of_cell[tags.indices] = tags.values
-        index_of_tag = {tag: i for i, tag in enumerate(self.cell.phases.values())}
-        lookup = np.full(max(max(index_of_tag), int(tag_of_cell.max())) + 2, -1, dtype=np.int32)
-        for tag, i in index_of_tag.items():
-            lookup[tag] = i
-        phase = lookup[tag_of_cell]
-        if np.any(phase < 0):
-            bad = np.flatnonzero(phase < 0)
-            untagged = sorted(set(tag_of_cell[bad].tolist()))
-            raise ValueError(
-                f"{len(bad)} cells of the '{self.cell.geometry}' cell carry tags {untagged} that "
-                f"name no phase (phases: {self.cell.phases}); -1 means untagged. Tag every cell "
-                "with a phase."
-            )
-        return phase
-
     def _phase_constants(self, phases: Mapping) -> np.ndarray:
         """The ``(num_phases, 2)`` array of phase ``(mu, lambda)``, validated."""
-        cell_phases = self.cell.phases
-        tag_to_name = {tag: name for name, tag in cell_phases.items()}
-        given: dict[str, object] = {}
-        for key, value in dict(phases).items():
-            name = tag_to_name.get(key, key) if not isinstance(key, str) else key
-            if name not in cell_phases:
-                raise ValueError(
-                    f"(E, nu) given for unknown phase {key!r}; the phases of this "
-                    f"'{self.cell.geometry}' cell are {cell_phases} (name: tag)"
-                )
-            given[name] = value
-        missing = [f"'{n}' (tag {t})" for n, t in cell_phases.items() if n not in given]
-        if missing:
-            raise ValueError(
-                f"no (E, nu) given for phase {', '.join(missing)}; the phases of this "
-                f"'{self.cell.geometry}' cell are {cell_phases} (name: tag)"
-            )
         return np.array(
             [
-                _as_lame(given[n], f"(E, nu) of phase '{n}' (tag {t})")
-                for n, t in cell_phases.items()
+                _as_lame(value, f"(E, nu) of phase '{name}' (tag {tag})")
+                for name, tag, value in self.cell.phase_values(phases, "(E, nu)")
             ]
         )
 

@@ -77,6 +77,57 @@ class UnitCell:
         fractions = self.phase_volume_fractions()
         return float(sum(v for name, v in fractions.items() if name != "matrix"))
 
+    def phase_index_of_cells(self, num_cells: int) -> np.ndarray:
+        """Index (into ``phases``) of the phase of each of the first ``num_cells`` cells.
+
+        Raises:
+            ValueError: if a cell carries no tag, or a tag that names no phase.
+        """
+        tag_of_cell = np.full(num_cells, -1, dtype=np.int64)
+        tag_of_cell[self.cell_tags.indices] = self.cell_tags.values
+        index_of_tag = {tag: i for i, tag in enumerate(self.phases.values())}
+        lookup = np.full(max(max(index_of_tag), int(tag_of_cell.max())) + 2, -1, dtype=np.int32)
+        for tag, i in index_of_tag.items():
+            lookup[tag] = i
+        phase = lookup[tag_of_cell]
+        if np.any(phase < 0):
+            bad = np.flatnonzero(phase < 0)
+            untagged = sorted(set(tag_of_cell[bad].tolist()))
+            raise ValueError(
+                f"{len(bad)} cells of the '{self.geometry}' cell carry tags {untagged} that "
+                f"name no phase (phases: {self.phases}); -1 means untagged. Tag every cell "
+                "with a phase."
+            )
+        return phase
+
+    def phase_values(self, values, what: str) -> list[tuple[str, int, object]]:
+        """Per-phase values given by phase name or tag, as ``(name, tag, value)`` in phase order.
+
+        Args:
+            values: Mapping from phase name or tag to a value.
+            what: What the values are (``"conductivity"``, ...), for the error messages.
+
+        Raises:
+            ValueError: if a key names no phase, or a phase has no value.
+        """
+        tag_to_name = {tag: name for name, tag in self.phases.items()}
+        given: dict[str, object] = {}
+        for key, value in dict(values).items():
+            name = tag_to_name.get(key, key) if not isinstance(key, str) else key
+            if name not in self.phases:
+                raise ValueError(
+                    f"{what} given for unknown phase {key!r}; the phases of this "
+                    f"'{self.geometry}' cell are {self.phases} (name: tag)"
+                )
+            given[name] = value
+        missing = [f"'{n}' (tag {t})" for n, t in self.phases.items() if n not in given]
+        if missing:
+            raise ValueError(
+                f"no {what} given for phase {', '.join(missing)}; the phases of this "
+                f"'{self.geometry}' cell are {self.phases} (name: tag)"
+            )
+        return [(name, tag, given[name]) for name, tag in self.phases.items()]
+
     @property
     def num_cells(self) -> int:
         """Number of mesh cells."""
