@@ -136,6 +136,19 @@ def _build_parser() -> argparse.ArgumentParser:
     elas.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     elas.set_defaults(dim=2, output=None)
 
+    perm = cell_sub.add_parser(
+        "permeability",
+        help="permeability of the pore space of a periodic array of solid inclusions",
+        description="Permeability tensor k of the pore space (periodic Stokes flow, viscosity 1, "
+        "Taylor-Hood P2-P1), in units of the cell side squared. --flow axial gives the "
+        "permeability along parallel cylinders of a 2D cell.",
+    )
+    perm.add_argument("--geometry", choices=("square", "hexagonal", "cubic"), required=True)
+    perm.add_argument("--solid-fraction", type=float, metavar="F", help="solid volume fraction")
+    perm.add_argument("--flow", choices=("transverse", "axial"), default="transverse")
+    perm.add_argument("--mesh-size", type=float, metavar="H", help="element size (default adapted)")
+    perm.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
     demo = sub.add_parser("demo", help="run a demo script from demos/")
     demo.add_argument("name", nargs="?", help="demo name (omit to list them)")
     demo.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the demo")
@@ -279,6 +292,52 @@ def _cell_elasticity(args) -> int:
     return 0
 
 
+def _cell_permeability(args) -> int:
+    from hmm_fem import cells
+
+    start = time.perf_counter()
+    if args.solid_fraction is None:
+        raise UsageError(f"--solid-fraction is required with --geometry {args.geometry}")
+    generator = getattr(cells, args.geometry)
+    unit_cell = generator(args.solid_fraction, mesh_size=args.mesh_size)
+    if args.flow == "axial":
+        if unit_cell.dim != 2:
+            raise UsageError(
+                "--flow axial is for 2D cells of parallel cylinders (square, hexagonal)"
+            )
+        problem = cells.AxialFlowCell(unit_cell)
+        k = problem.permeability()
+        tensor = [[k]]
+        space = problem.V
+    else:
+        problem = cells.PermeabilityCell(unit_cell)
+        tensor = problem.permeability().tolist()
+        space = problem.W
+    seconds = time.perf_counter() - start
+    result = {
+        "tensor": tensor,
+        "units": "cell_side^2",
+        "solid_fraction": unit_cell.volume_fraction,
+        "dofs": space.dofmap.index_map.size_global * space.dofmap.index_map_bs,
+        "seconds": seconds,
+        "flow": args.flow,
+        "geometry": unit_cell.geometry,
+        "target_solid_fraction": unit_cell.target_volume_fraction,
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"geometry        {unit_cell.geometry} ({args.flow} flow)")
+        print(f"solid fraction  {unit_cell.volume_fraction:.6f} (meshed)")
+        print(f"dofs            {result['dofs']}")
+        print("k / L^2 =")
+        for row in tensor:
+            print("  " + "  ".join(f"{v: .8e}" for v in row))
+        print(f"seconds         {seconds:.3f}")
+    problem.destroy()
+    return 0
+
+
 def _demo(args) -> int:
     demos = _demos()
     if not args.name:
@@ -305,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
                 return _cell_conductivity(args)
             if args.physics == "elasticity":
                 return _cell_elasticity(args)
+            if args.physics == "permeability":
+                return _cell_permeability(args)
             parser.parse_args(["cell", "--help"])
         if args.command == "demo":
             return _demo(args)

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from hmm_fem import references
@@ -183,6 +184,44 @@ def test_cell_elasticity_bad_moduli():
         "10,0.2",
     )
     assert out.returncode == 2 and "0.6" in out.stderr
+
+
+def test_cell_permeability_json_contract_sangani_acrivos():
+    out = run("cell", "permeability", "--geometry", "square", "--solid-fraction", "0.2", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["units"] == "cell_side^2"
+    assert set(result) >= {"tensor", "solid_fraction", "dofs", "seconds"}
+    assert abs(result["tensor"][0][0] / 1.9406e-2 - 1) < 1e-2  # Sangani & Acrivos (1982)
+
+
+def test_cell_permeability_axial_drummond_tahir():
+    out = run(
+        "cell",
+        "permeability",
+        "--geometry",
+        "square",
+        "--solid-fraction",
+        "0.2",
+        "--flow",
+        "axial",
+        "--json",
+    )
+    assert out.returncode == 0, out.stderr
+    k = json.loads(out.stdout)["tensor"][0][0]
+    phi = 0.2
+    a2 = phi / np.pi
+    reference = a2 * (-np.log(phi) - 1.476 + 2 * phi - phi**2 / 2) / (4 * phi)
+    assert abs(k / reference - 1) < 3e-3
+
+
+def test_cell_permeability_errors():
+    out = run("cell", "permeability", "--geometry", "square", "--solid-fraction", "0.8", "--json")
+    assert out.returncode == 2 and "touching limit" in out.stderr
+    out = run(
+        "cell", "permeability", "--geometry", "cubic", "--solid-fraction", "0.2", "--flow", "axial"
+    )
+    assert out.returncode == 2 and "axial" in out.stderr
 
 
 def test_demo_list():

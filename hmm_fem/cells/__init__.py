@@ -6,7 +6,9 @@ Problems: :class:`ConductivityCell` gives the effective conductivity K*,
 :class:`ElasticityCell` the effective stiffness C* (Voigt, see :mod:`hmm_fem.voigt`)
 with periodic, kinematic or traction (minimal kinematic) boundary conditions,
 :class:`HyperelasticCell` the finite-strain (Neo-Hookean) response P*(F) and its
-consistent tangent.
+consistent tangent, :class:`PermeabilityCell` the permeability of the pore space
+(periodic Stokes, Taylor-Hood) and :class:`AxialFlowCell` the axial permeability of a
+fibre bed.
 """
 
 from .conductivity import ConductivityCell
@@ -18,6 +20,7 @@ from .laws import ArrheniusLaw, ConstantLaw, LinearLaw
 from .models import ConductivityModel
 from .msh import check_periodic, load
 from .periodic import DEFAULT_SOLVER_OPTIONS, CellSolveError
+from .stokes import AxialFlowCell, PermeabilityCell
 from .unitcell import INCLUSION, MATRIX, UnitCell
 
 __all__ = [
@@ -35,6 +38,8 @@ __all__ = [
     "ConductivityCell",
     "ElasticityCell",
     "HyperelasticCell",
+    "PermeabilityCell",
+    "AxialFlowCell",
     "ConductivityModel",
     "ElasticityModel",
     "HyperelasticModel",

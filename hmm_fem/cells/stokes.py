@@ -1,0 +1,350 @@
+"""Periodic Stokes cell problems: the permeability tensor of a periodic porous medium.
+
+The pore space is the phase ``"matrix"`` (tag :data:`~hmm_fem.cells.unitcell.MATRIX`)
+of a unit cell; every other phase (the inclusions) is the solid. The problems are
+solved on a submesh of the pore cells only; the solid surface is made of the pore
+facets that are not on the periodic box.
+
+Transverse (full) permeability, :class:`PermeabilityCell`: for each unit macro pressure
+gradient (body force ``e_j``) the periodic velocity ``u_j`` and pressure fluctuation
+``p_j`` solve, with viscosity 1,
+
+    -laplace u_j + grad p_j = e_j,   div u_j = 0   in the pore space,
+    u_j = 0 on the solid surface,    u_j, p_j periodic,
+
+and ``k_ij = 1/|Y| int_pore (u_j)_i dx`` (Darcy: ``<u> = -k grad P / mu``). Lengths are in
+units of the cell side, so ``k`` is in units of (cell side)^2.
+
+Axial permeability of a fibre bed, :class:`AxialFlowCell` (2D cells): the flow along
+the cylinders solves the scalar problem ``-laplace w = 1`` in the pore, ``w = 0`` on the
+solid, ``w`` periodic, and ``k_zz = 1/|Y| int_pore w dx``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import basix.ufl
+import dolfinx.fem.petsc
+import dolfinx_mpc
+import numpy as np
+import ufl
+from dolfinx import fem
+from dolfinx import mesh as dmesh
+from petsc4py import PETSc
+
+from .periodic import CellSolveError, FactorisedSolver
+from .unitcell import MATRIX, UnitCell
+
+__all__ = ["PermeabilityCell", "AxialFlowCell", "STOKES_SOLVER_OPTIONS", "pore_mesh"]
+
+#: Direct LU with MUMPS: the Stokes saddle-point matrix is symmetric but indefinite,
+#: so the Cholesky default of the other cell problems does not apply.
+STOKES_SOLVER_OPTIONS: dict[str, str | float | int] = {
+    "ksp_type": "preonly",
+    "pc_type": "lu",
+    "pc_factor_mat_solver_type": "mumps",
+}
+
+
+def _check_cell(cell: UnitCell, what: str) -> None:
+    """Reject cells whose solid is at or beyond the touching limit of their lattice."""
+    from .geometry import TOUCHING_LIMITS
+
+    limit = TOUCHING_LIMITS.get(cell.geometry)
+    f = cell.target_volume_fraction
+    if limit is not None and f is not None and cell.geometry != "random" and f >= limit:
+        raise ValueError(
+            f"{what}: the solid fraction {f:.6g} of the '{cell.geometry}' cell is at or above its"
+            f" touching limit {limit:.6g}: neighbouring solid inclusions touch and close the pore"
+            " space, so there is no flow path and no permeability. Use a smaller solid fraction."
+        )
+    if "matrix" in cell.phases and cell.phases["matrix"] != MATRIX:
+        raise ValueError(f"{what}: the pore phase 'matrix' must carry tag {MATRIX}")
+
+
+def pore_mesh(cell: UnitCell, what: str = "pore_mesh") -> tuple[dmesh.Mesh, np.ndarray]:
+    """The submesh of the pore space (phase ``"matrix"``) and its solid-surface facets.
+
+    Args:
+        cell: The unit cell; the phase ``"matrix"`` is the fluid, all others are solid.
+        what: Name used in error messages.
+
+    Returns:
+        The pore submesh and the indices (in the submesh) of the facets on the solid
+        surface: its boundary facets that do not lie on a face of the periodic box.
+
+    Raises:
+        ValueError: If the cell has no pore cells or no solid surface.
+    """
+    if "matrix" not in cell.phases:
+        raise ValueError(
+            f"{what}: the cell has no phase 'matrix' (the pore space); phases: {cell.phases}"
+        )
+    msh = cell.mesh
+    tdim = msh.topology.dim
+    tag = cell.phases["matrix"]
+    pores = np.sort(cell.cell_tags.indices[cell.cell_tags.values == tag]).astype(np.int32)
+    if pores.size == 0:
+        raise ValueError(
+            f"{what}: the '{cell.geometry}' cell has no pore space (no cell tagged 'matrix' ="
+            f" {tag}); there is no fluid to flow"
+        )
+    sub = dmesh.create_submesh(msh, tdim, pores)[0]
+    fdim = tdim - 1
+    sub.topology.create_connectivity(fdim, tdim)
+    boundary = dmesh.exterior_facet_indices(sub.topology)
+    L = np.asarray(cell.lengths, dtype=np.float64)
+    tol = 1e-9 * float(L.max())
+    # Facets lying in one face of the box (all their vertices on it) are periodic faces.
+    periodic = [
+        dmesh.locate_entities_boundary(sub, fdim, lambda x, i=i, v=v: np.abs(x[i] - v) < tol)
+        for i in range(tdim)
+        for v in (0.0, L[i])
+    ]
+    periodic = np.concatenate(periodic).astype(np.int32)
+    solid = np.setdiff1d(boundary, periodic).astype(np.int32)
+    if solid.size == 0:
+        raise ValueError(
+            f"{what}: the pore space of the '{cell.geometry}' cell has no solid surface; the"
+            " velocity would be unbounded. The cell needs a solid phase (tag other than 'matrix')"
+        )
+    return sub, solid
+
+
+def _periodic(mpc, spaces, lengths, bcs) -> None:
+    """Add a geometric periodic constraint for every (sub)space in ``spaces``."""
+    dim = len(lengths)
+    L = np.asarray(lengths, dtype=np.float64)
+    tol = 1e-9 * float(L.max())
+
+    def on_upper_face(x):
+        return np.any(np.abs(x[:dim].T - L) < tol, axis=1)
+
+    def image(x):
+        out = x.copy()
+        for i in range(dim):
+            out[i] = np.where(np.abs(x[i] - L[i]) < tol, x[i] - L[i], x[i])
+        return out
+
+    for V in spaces:
+        mpc.create_periodic_constraint_geometrical(V, on_upper_face, image, bcs, tol=tol)
+    mpc.finalize()
+
+
+def _interior(lengths, dim):
+    L = np.asarray(lengths, dtype=np.float64)
+    tol = 1e-9 * float(L.max())
+    return lambda x: np.all((x[:dim].T > tol) & (x[:dim].T < L - tol), axis=1)
+
+
+def _check_spd(tensor: np.ndarray, what: str, cell: UnitCell) -> None:
+    """Raise unless ``tensor`` is finite, symmetric and positive definite."""
+    if not np.all(np.isfinite(tensor)):
+        raise CellSolveError(f"{what} is not finite: {tensor.tolist()}")
+    scale = np.abs(tensor).max()
+    if scale == 0.0:
+        raise ValueError(f"{what} is zero: the pore space of the '{cell.geometry}' cell is closed")
+    if np.abs(tensor - tensor.T).max() > 1e-6 * scale:
+        raise CellSolveError(f"{what} is not symmetric: {tensor.tolist()}")
+    eig, vec = np.linalg.eigh(0.5 * (tensor + tensor.T))
+    if eig.min() <= 1e-9 * scale:
+        direction = np.round(vec[:, np.argmin(eig)], 6).tolist()
+        raise ValueError(
+            f"{what} is not positive definite (eigenvalues {eig.tolist()}): the pore space of the"
+            f" '{cell.geometry}' cell does not percolate along {direction} - the solid touches its"
+            f" periodic images and blocks the flow. Tensor: {tensor.tolist()}"
+        )
+
+
+class PermeabilityCell:
+    """Permeability tensor of a periodic porous unit cell (periodic Stokes flow).
+
+    Taylor-Hood elements (degree ``degree`` velocity, ``degree - 1`` pressure) on the pore
+    space (phase ``"matrix"``), no slip on the solid surface, periodic velocity and
+    pressure fluctuation, one pressure dof pinned at an interior node. The ``d`` load cases
+    (unit body force ``e_j``, i.e. a unit macro pressure drop) share one MUMPS LU
+    factorisation.
+
+    Example:
+        >>> cell = hmm_fem.cells.square(0.2)       # solid discs, 20 % solid
+        >>> PermeabilityCell(cell).permeability()   # about 0.0194 * I (cell side^2)
+
+    Args:
+        cell: The unit cell; ``"matrix"`` is the fluid, the other phases are solid.
+        degree: Velocity degree (>= 2); the pressure has ``degree - 1``.
+        petsc_options: Linear solver options; default :data:`STOKES_SOLVER_OPTIONS`.
+
+    Raises:
+        ValueError: If there is no pore space, no solid surface, or the solid is at or
+            beyond its touching limit.
+    """
+
+    def __init__(self, cell: UnitCell, degree: int = 2, petsc_options: dict | None = None):
+        if int(degree) < 2:
+            raise ValueError(f"degree must be >= 2 (Taylor-Hood P2-P1 at least), got {degree}")
+        what = "PermeabilityCell"
+        _check_cell(cell, what)
+        self.cell = cell
+        self.degree = int(degree)
+        d = cell.dim
+        self.mesh, self.solid_facets = pore_mesh(cell, what)
+        msh = self.mesh
+        cname = msh.basix_cell()
+        P2 = basix.ufl.element("Lagrange", cname, self.degree, shape=(d,))
+        P1 = basix.ufl.element("Lagrange", cname, self.degree - 1)
+        self.W = fem.functionspace(msh, basix.ufl.mixed_element([P2, P1]))
+        V, _ = self.W.sub(0).collapse()
+        Q, _ = self.W.sub(1).collapse()
+        noslip = fem.Function(V)
+        dofs_u = fem.locate_dofs_topological((self.W.sub(0), V), d - 1, self.solid_facets)
+        pinned = fem.locate_dofs_geometrical((self.W.sub(1), Q), _interior(cell.lengths, d))
+        if len(pinned[0]) == 0:
+            raise ValueError(f"{what}: no interior pressure node to pin; refine the mesh")
+        zero_p = fem.Function(Q)
+        self.bcs = [
+            fem.dirichletbc(noslip, dofs_u, self.W.sub(0)),
+            fem.dirichletbc(zero_p, [pinned[0][:1], pinned[1][:1]], self.W.sub(1)),
+        ]
+        self.mpc = dolfinx_mpc.MultiPointConstraint(self.W)
+        _periodic(self.mpc, [self.W.sub(0), self.W.sub(1)], cell.lengths, self.bcs)
+
+        u, p = ufl.TrialFunctions(self.W)
+        v, q = ufl.TestFunctions(self.W)
+        self.force = fem.Constant(msh, np.zeros(d, dtype=PETSc.ScalarType))
+        a = fem.form(
+            (ufl.inner(ufl.grad(u), ufl.grad(v)) - p * ufl.div(v) - q * ufl.div(u)) * ufl.dx
+        )
+        self._L = fem.form(ufl.inner(self.force, v) * ufl.dx)
+        options = STOKES_SOLVER_OPTIONS if petsc_options is None else petsc_options
+        self.solver = FactorisedSolver(a, self.mpc, self.bcs, "stokes_cell", options)
+        self._b = dolfinx_mpc.assemble_vector(self._L, self.mpc)
+        self.solutions = [
+            fem.Function(self.mpc.function_space, name=f"flow_{'xyz'[j]}") for j in range(d)
+        ]
+        self._mean = [[fem.form(w.sub(0)[i] * ufl.dx) for w in self.solutions] for i in range(d)]
+        self.pore_volume = float(
+            fem.assemble_scalar(fem.form(fem.Constant(msh, PETSc.ScalarType(1.0)) * ufl.dx))
+        )
+        #: The unsymmetrised tensor of the last solve (set even if the check fails).
+        self.raw_tensor: np.ndarray | None = None
+        self._tensor: np.ndarray | None = None
+        self.seconds = 0.0
+
+    @property
+    def porosity(self) -> float:
+        """Meshed pore volume fraction."""
+        return self.pore_volume / self.cell.volume
+
+    def permeability(self) -> np.ndarray:
+        """The permeability tensor ``k`` (``d x d``, symmetrised, viscosity 1).
+
+        Returns:
+            ``k_ij = 1/|Y| int_pore (u_j)_i dx`` in units of (cell side)^2: Darcy's law
+            reads ``<u> = -(k / mu) grad P`` with ``<u>`` the cell-averaged (superficial)
+            velocity.
+
+        Raises:
+            ValueError: If ``k`` is not positive definite (the pore space does not
+                percolate: the solid touches its periodic images).
+            CellSolveError: If a solve fails or ``k`` is not finite or not symmetric.
+        """
+        if self._tensor is not None:
+            return self._tensor.copy()
+        start = time.perf_counter()
+        d = self.cell.dim
+        self.solver.factorise()
+        for j, w in enumerate(self.solutions):
+            self.force.value[:] = np.eye(d)[j]
+            with self._b.localForm() as b_local:
+                b_local.set(0.0)
+            dolfinx_mpc.assemble_vector(self._L, self.mpc, self._b)
+            self._b.ghostUpdate(addv=PETSc.InsertMode.ADD_VALUES, mode=PETSc.ScatterMode.REVERSE)
+            dolfinx.fem.petsc.set_bc(self._b, self.bcs)
+            self.solver.solve(self._b, w.x.petsc_vec, label=f" (body force e_{'xyz'[j]})")
+            w.x.scatter_forward()
+            self.mpc.backsubstitution(w)
+            if not np.all(np.isfinite(w.x.array)):
+                raise CellSolveError(f"{w.name} of the '{self.cell.geometry}' cell is not finite")
+        self.force.value[:] = 0.0
+        raw = (
+            np.array([[fem.assemble_scalar(self._mean[i][j]) for j in range(d)] for i in range(d)])
+            / self.cell.volume
+        )
+        self.raw_tensor = raw
+        _check_spd(raw, f"permeability of the '{self.cell.geometry}' cell", self.cell)
+        tensor = 0.5 * (raw + raw.T)
+        self._tensor = tensor
+        self.seconds = time.perf_counter() - start
+        return tensor.copy()
+
+    def destroy(self) -> None:
+        """Free the PETSc objects."""
+        self.solver.destroy()
+        self._b.destroy()
+
+
+class AxialFlowCell:
+    """Axial permeability of a fibre bed: flow along the cylinders of a 2D cell.
+
+    Solves ``-laplace w = 1`` in the pore space (phase ``"matrix"``), ``w = 0`` on the solid
+    surface, ``w`` periodic (degree ``degree`` Lagrange), with one Cholesky factorisation.
+
+    Args:
+        cell: A 2D unit cell; its cross-section is that of the fibre bed.
+        degree: Lagrange degree of ``w``.
+        petsc_options: Linear solver options; default the cell-problem default (Cholesky).
+
+    Raises:
+        ValueError: If the cell is not 2D, has no pore space or no solid surface, or its
+            solid is at or beyond the touching limit.
+    """
+
+    def __init__(self, cell: UnitCell, degree: int = 2, petsc_options: dict | None = None):
+        what = "AxialFlowCell"
+        if cell.dim != 2:
+            raise ValueError(f"{what}: needs a 2D cell (the fibre cross-section), got {cell.dim}D")
+        if int(degree) < 1:
+            raise ValueError(f"degree must be >= 1, got {degree}")
+        _check_cell(cell, what)
+        self.cell = cell
+        self.mesh, self.solid_facets = pore_mesh(cell, what)
+        self.V = fem.functionspace(self.mesh, ("Lagrange", int(degree)))
+        dofs = fem.locate_dofs_topological(self.V, 1, self.solid_facets)
+        self.bcs = [fem.dirichletbc(PETSc.ScalarType(0.0), dofs, self.V)]
+        self.mpc = dolfinx_mpc.MultiPointConstraint(self.V)
+        _periodic(self.mpc, [self.V], cell.lengths, self.bcs)
+        w, v = ufl.TrialFunction(self.V), ufl.TestFunction(self.V)
+        a = fem.form(ufl.inner(ufl.grad(w), ufl.grad(v)) * ufl.dx)
+        self._L = fem.form(fem.Constant(self.mesh, PETSc.ScalarType(1.0)) * v * ufl.dx)
+        self.solver = FactorisedSolver(a, self.mpc, self.bcs, "axial_flow_cell", petsc_options)
+        self.solution = fem.Function(self.mpc.function_space, name="axial_velocity")
+        self._k: float | None = None
+        self.seconds = 0.0
+
+    def permeability(self) -> float:
+        """The axial permeability ``k_zz = 1/|Y| int_pore w dx`` in (cell side)^2.
+
+        Raises:
+            CellSolveError: If the solve fails or ``k_zz`` is not finite and positive.
+        """
+        if self._k is not None:
+            return self._k
+        start = time.perf_counter()
+        b = dolfinx_mpc.assemble_vector(self._L, self.mpc)
+        b.ghostUpdate(addv=PETSc.InsertMode.ADD_VALUES, mode=PETSc.ScatterMode.REVERSE)
+        dolfinx.fem.petsc.set_bc(b, self.bcs)
+        self.solver.solve(b, self.solution.x.petsc_vec, label=" (axial flow)")
+        b.destroy()
+        self.solution.x.scatter_forward()
+        self.mpc.backsubstitution(self.solution)
+        k = float(fem.assemble_scalar(fem.form(self.solution * ufl.dx))) / self.cell.volume
+        if not np.isfinite(k) or k <= 0.0:
+            raise CellSolveError(f"axial permeability of the '{self.cell.geometry}' cell is {k}")
+        self._k = k
+        self.seconds = time.perf_counter() - start
+        return k
+
+    def destroy(self) -> None:
+        """Free the PETSc objects."""
+        self.solver.destroy()
