@@ -116,18 +116,19 @@ def _dg0_function(mesh, values: np.ndarray, name: str) -> fem.Function:
 
 
 def write_heat_fields(heat, path: str | os.PathLike, time: float = 0.0) -> dict:
-    """Write a macro heat solution for ParaView.
+    """Write a macro heat (or Darcy) solution for ParaView.
 
-    ``<path>_T.bp``: the temperature; ``<path>_micro.bp``: cell averages of the flux
-    ``q``, of ``K*`` and of the microstructure parameters, as DG0 fields.
+    ``<path>_T.bp``: the temperature (pressure); ``<path>_micro.bp``: cell averages of
+    the flux ``q``, of every per-point micro result (``K_effective``, ``dK_dT_effective``,
+    ``k_effective`` ...) and of the microstructure parameters, as DG0 fields.
     """
     path = Path(path)
     coupling = heat.coupling
     mesh = heat.mesh
-    fields = [
-        _dg0_function(mesh, coupling.cell_averages("value"), "flux"),
-        _dg0_function(mesh, coupling.cell_averages("K"), "K_effective"),
-    ]
+    fields = [_dg0_function(mesh, coupling.cell_averages("value"), "flux")]
+    # every per-point micro result (K*, dK*/dT, a permeability k ...) as a cell field
+    for name in coupling.last_response.solutions:
+        fields.append(_dg0_function(mesh, coupling.cell_averages(name), f"{name}_effective"))
     for name in coupling.parameter_names:
         fields.append(_dg0_function(mesh, coupling.cell_averages(name), name))
     return {

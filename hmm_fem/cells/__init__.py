@@ -14,6 +14,7 @@ fibre bed.
 from .conductivity import ConductivityCell
 from .elastic_models import ElasticityModel, HyperelasticModel
 from .elasticity import ElasticityCell
+from .flow_models import PermeabilityModel
 from .geometry import TOUCHING_LIMITS, cubic, hexagonal, laminate, random, square
 from .hyperelastic import HyperelasticCell
 from .laws import ArrheniusLaw, ConstantLaw, LinearLaw
@@ -40,6 +41,7 @@ __all__ = [
     "HyperelasticCell",
     "PermeabilityCell",
     "AxialFlowCell",
+    "PermeabilityModel",
     "ConductivityModel",
     "ElasticityModel",
     "HyperelasticModel",

@@ -2,11 +2,12 @@
 
 from .elasticity import DEFAULT_MAX_CUTS, LoadStep, StaticElasticity, SteppedSolveReport
 from .elastodynamics import LinearElastodynamics
-from .heat import SteadyHeat, TransientHeat
+from .heat import SteadyDarcy, SteadyHeat, TransientHeat
 
 __all__ = [
     "SteadyHeat",
     "TransientHeat",
+    "SteadyDarcy",
     "StaticElasticity",
     "SteppedSolveReport",
     "LoadStep",

@@ -20,7 +20,7 @@ from dolfinx import fem
 from ..coupling import NonlinearProblem, SolveReport, coupling_of, effective_flux
 from ..micro.protocol import MicroModel
 
-__all__ = ["SteadyHeat", "TransientHeat"]
+__all__ = ["SteadyHeat", "TransientHeat", "SteadyDarcy"]
 
 
 class SteadyHeat:
@@ -158,3 +158,57 @@ class TransientHeat(SteadyHeat):
         self.T_old.x.array[:] = self.T.x.array
         self.time += float(self.dt.value)
         return report
+
+
+class SteadyDarcy(SteadyHeat):
+    """Steady macro Darcy flow ``div q = s``, ``q = -(k*/mu) grad p`` from pore cells.
+
+    The pressure formulation of :class:`SteadyHeat` with the unknown named ``p``: give a
+    :class:`hmm_fem.cells.PermeabilityModel` and, for a graded medium,
+    ``parameters={"solid_fraction": ...}``. ``heat.T`` is the pressure (also ``self.p``),
+    the flux is the Darcy velocity. Arguments as for :class:`SteadyHeat`
+    (``boundary_flux`` is an inward volumetric flux).
+    """
+
+    def __init__(self, mesh, model: MicroModel, **kwargs):
+        model_inputs = dict(model.inputs)
+        if set(model_inputs) != {"p", "grad_p"}:
+            raise ValueError(
+                f"SteadyDarcy needs a model with inputs p and grad_p, got {model_inputs}"
+            )
+        super().__init__(mesh, _Renamed(model), **kwargs)
+        self.T.name = "p"
+        self.p = self.T
+
+    def permeability(self) -> np.ndarray:
+        """Cell averages of k* at the last evaluation, ``(num_owned_cells, d, d)``."""
+        return self.coupling.cell_averages("k")
+
+
+class _Renamed(MicroModel):
+    """A (p, grad_p) micro model seen with the (T, grad_T) names of the heat problems."""
+
+    def __init__(self, model: MicroModel):
+        self.model = model
+        d = model.inputs["grad_p"]
+        self.inputs = {"T": (), "grad_T": d}
+        self.output_shape = model.output_shape
+        self.parameters = model.parameters
+        self.state_names = model.state_names
+
+    def _inputs(self, inputs):
+        return {"p": inputs["T"], "grad_p": inputs["grad_T"]}
+
+    def micro_state(self, inputs, parameters):
+        return self.model.micro_state(self._inputs(inputs), parameters)
+
+    def solve(self, state):
+        return self.model.solve(state)
+
+    def respond(self, solutions, inputs, parameters):
+        response = self.model.respond(solutions, self._inputs(inputs), parameters)
+        response.derivatives = {
+            "T": response.derivatives["p"],
+            "grad_T": response.derivatives["grad_p"],
+        }
+        return response

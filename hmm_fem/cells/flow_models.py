@@ -1,0 +1,102 @@
+"""Pore-scale Stokes cells as micro models: Darcy's law ``q = -(k/mu) grad p``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..micro.protocol import MicroModel, MicroResponse
+from .stokes import PermeabilityCell
+from .unitcell import UnitCell
+
+__all__ = ["PermeabilityModel"]
+
+
+class PermeabilityModel(MicroModel):
+    """The Darcy flux of a periodic pore cell, for the FE² engine.
+
+    Inputs at every macro point: the pressure ``p`` and its gradient ``grad_p``.
+    Response: the Darcy flux ``q = -(k*/mu) grad_p`` (k* from a periodic Stokes cell, in
+    units of the cell side squared times ``length_scale**2``), with the tangents
+    ``dq/dgrad_p = -k*/mu`` and ``dq/dp = 0``. The micro state is the solid fraction
+    rounded to ``parameter_resolution`` (a macro field) or empty (one geometry): one
+    Stokes cell is built and solved per distinct state, once per run.
+
+    Args:
+        cell: A :class:`UnitCell`, or a function ``solid_fraction -> UnitCell``
+            (e.g. ``lambda f: cells.square(f)``; the inclusion is the solid).
+        viscosity: Dynamic viscosity ``mu`` of the fluid.
+        length_scale: Physical side of the cell (the permeability scales with its square).
+        parameter_resolution: Resolution of the solid fraction (with a cell function).
+        dim: Dimension, only needed with a cell function (default 2).
+    """
+
+    def __init__(
+        self,
+        cell: UnitCell | Callable[[float], UnitCell],
+        viscosity: float = 1.0,
+        length_scale: float = 1.0,
+        parameter_resolution: float = 0.01,
+        dim: int | None = None,
+    ):
+        if not viscosity > 0 or not length_scale > 0 or not parameter_resolution > 0:
+            raise ValueError(
+                f"viscosity, length_scale and parameter_resolution must be positive, got "
+                f"{viscosity}, {length_scale}, {parameter_resolution}"
+            )
+        self.viscosity = float(viscosity)
+        self.length_scale = float(length_scale)
+        self.parameter_resolution = float(parameter_resolution)
+        if isinstance(cell, UnitCell):
+            self._factory, self._fixed, self.dim = None, cell, cell.dim
+            self.parameters = ()
+        elif callable(cell):
+            self._factory, self._fixed = cell, None
+            self.dim = 2 if dim is None else int(dim)
+            self.parameters = ("solid_fraction",)
+        else:
+            raise TypeError("cell must be a UnitCell or a function solid_fraction -> UnitCell")
+        self.inputs = {"p": (), "grad_p": (self.dim,)}
+        self.output_shape = (self.dim,)
+        self.state_names = self.parameters
+        self._built: dict[float | None, np.ndarray] = {}
+
+    @property
+    def num_cells_built(self) -> int:
+        """Number of distinct cells built and solved so far."""
+        return len(self._built)
+
+    def permeability(self, solid_fraction: float | None = None) -> np.ndarray:
+        """``k*`` (physical units) of the cell for a solid fraction (or the fixed cell)."""
+        key = None if self._factory is None else float(solid_fraction)
+        if key not in self._built:
+            unit_cell = self._fixed if self._factory is None else self._factory(key)
+            problem = PermeabilityCell(unit_cell)
+            self._built[key] = problem.permeability() * self.length_scale**2
+            problem.destroy()
+        return self._built[key]
+
+    def micro_state(self, inputs, parameters) -> np.ndarray:
+        """The rounded solid fraction (one column), or no column for one geometry."""
+        n = np.asarray(inputs["p"]).reshape(-1).size
+        if self._factory is None:
+            return np.empty((n, 0))
+        if "solid_fraction" not in parameters:
+            raise ValueError("this model needs the parameter 'solid_fraction' (a macro field)")
+        f = np.asarray(parameters["solid_fraction"], dtype=np.float64).reshape(-1)
+        return (np.round(f / self.parameter_resolution) * self.parameter_resolution)[:, None]
+
+    def solve(self, state: np.ndarray) -> dict[str, np.ndarray]:
+        """``k*`` at one state."""
+        return {"k": self.permeability(float(state[0]) if len(state) else None)}
+
+    def respond(self, solutions, inputs, parameters) -> MicroResponse:
+        """``q = -(k*/mu) grad_p``, ``dq/dgrad_p = -k*/mu``, ``dq/dp = 0``."""
+        grad = np.asarray(inputs["grad_p"], dtype=np.float64).reshape(-1, self.dim)
+        mobility = solutions["k"] / self.viscosity
+        return MicroResponse(
+            value=-np.einsum("nij,nj->ni", mobility, grad),
+            derivatives={"p": np.zeros_like(grad), "grad_p": -mobility},
+            solutions=dict(solutions),
+        )
