@@ -29,6 +29,7 @@ bench:
 	$(RUN) python3 benchmarks/cell_conductivity.py
 	$(RUN) python3 benchmarks/fe2_heat.py
 	$(RUN) python3 benchmarks/fe2_elasticity.py
+	$(RUN) python3 benchmarks/cell_permeability.py
 
 info:
 	$(RUN) python3 -m hmm_fem info

@@ -137,8 +137,18 @@ def write_heat_fields(heat, path: str | os.PathLike, time: float = 0.0) -> dict:
     }
 
 
-def plot_macro_fields(heat, filename: str | os.PathLike) -> Path:
-    """Save a PNG of a macro heat solution: T and the cell averages of K*_yy (serial)."""
+def plot_macro_fields(
+    heat,
+    filename: str | os.PathLike,
+    solution: str = "K",
+    component: tuple[int, int] = (1, 1),
+    labels=("temperature T", None),
+) -> Path:
+    """Save a PNG of a macro heat (or Darcy) solution (serial).
+
+    Left: the unknown; right: one component of a per-point micro result, as cell
+    averages (default ``K*_yy``).
+    """
     import pyvista
 
     pyvista.OFF_SCREEN = True
@@ -149,16 +159,16 @@ def plot_macro_fields(heat, filename: str | os.PathLike) -> Path:
     grid = pyvista.UnstructuredGrid(*plot.vtk_mesh(heat.V))
     grid.point_data["T"] = heat.T.x.array.real
     cells = pyvista.UnstructuredGrid(*plot.vtk_mesh(mesh, tdim))
-    K = heat.coupling.cell_averages("K")
-    cells.cell_data["K*_yy"] = K[:, 1, 1]
+    name = labels[1] or f"{solution}*_{'xyz'[component[0]]}{'xyz'[component[1]]}"
+    cells.cell_data[name] = heat.coupling.cell_averages(solution)[:, component[0], component[1]]
     plotter = pyvista.Plotter(shape=(1, 2), off_screen=True, window_size=(1100, 700))
     plotter.subplot(0, 0)
-    plotter.add_text("temperature T", font_size=10)
+    plotter.add_text(labels[0], font_size=10)
     plotter.add_mesh(grid, scalars="T", cmap="inferno")
     plotter.view_xy()
     plotter.subplot(0, 1)
-    plotter.add_text("effective conductivity K*_yy", font_size=10)
-    plotter.add_mesh(cells, scalars="K*_yy", cmap="viridis")
+    plotter.add_text(name, font_size=10)
+    plotter.add_mesh(cells, scalars=name, cmap="viridis")
     plotter.view_xy()
     plotter.screenshot(str(filename))
     plotter.close()
