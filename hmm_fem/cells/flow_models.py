@@ -19,9 +19,16 @@ class PermeabilityModel(MicroModel):
     Inputs at every macro point: the pressure ``p`` and its gradient ``grad_p``.
     Response: the Darcy flux ``q = -(k*/mu) grad_p`` (k* from a periodic Stokes cell, in
     units of the cell side squared times ``length_scale**2``), with the tangents
-    ``dq/dgrad_p = -k*/mu`` and ``dq/dp = 0``. The micro state is the solid fraction
+    ``dq/dgrad_p = -k*/mu`` and ``dq/dp``. The micro state is the solid fraction
     rounded to ``parameter_resolution`` (a macro field) or empty (one geometry): one
     Stokes cell is built and solved per distinct state, once per run.
+
+    Compaction: with ``compaction`` (a law ``p -> solid fraction`` with ``value`` and
+    ``derivative``, e.g. :class:`hmm_fem.cells.LinearLaw`) the solid fraction follows the
+    pressure and the problem is nonlinear. Then ``k*`` is interpolated linearly between
+    cells at the multiples of ``parameter_resolution`` (each built and solved once), so
+    ``k*(phi)`` is continuous and ``dq/dp = -(dk*/dphi)(dphi/dp) grad_p / mu`` uses the
+    slope of the interpolant.
 
     Args:
         cell: A :class:`UnitCell`, or a function ``solid_fraction -> UnitCell``
@@ -30,6 +37,7 @@ class PermeabilityModel(MicroModel):
         length_scale: Physical side of the cell (the permeability scales with its square).
         parameter_resolution: Resolution of the solid fraction (with a cell function).
         dim: Dimension, only needed with a cell function (default 2).
+        compaction: Optional law ``p -> solid fraction`` (needs a cell function).
     """
 
     def __init__(
@@ -39,6 +47,7 @@ class PermeabilityModel(MicroModel):
         length_scale: float = 1.0,
         parameter_resolution: float = 0.01,
         dim: int | None = None,
+        compaction=None,
     ):
         if not viscosity > 0 or not length_scale > 0 or not parameter_resolution > 0:
             raise ValueError(
@@ -57,6 +66,11 @@ class PermeabilityModel(MicroModel):
             self.parameters = ("solid_fraction",)
         else:
             raise TypeError("cell must be a UnitCell or a function solid_fraction -> UnitCell")
+        self.compaction = compaction
+        if compaction is not None:
+            if self._factory is None:
+                raise ValueError("compaction needs a cell function solid_fraction -> UnitCell")
+            self.parameters = ()
         self.inputs = {"p": (), "grad_p": (self.dim,)}
         self.output_shape = (self.dim,)
         self.state_names = self.parameters
@@ -78,8 +92,14 @@ class PermeabilityModel(MicroModel):
         return self._built[key]
 
     def micro_state(self, inputs, parameters) -> np.ndarray:
-        """The rounded solid fraction (one column), or no column for one geometry."""
-        n = np.asarray(inputs["p"]).reshape(-1).size
+        """The rounded solid fraction (one column), or no column for one geometry.
+
+        With compaction: the pressure (the solid fraction follows from it).
+        """
+        p = np.asarray(inputs["p"], dtype=np.float64).reshape(-1)
+        n = p.size
+        if self.compaction is not None:
+            return p[:, None]
         if self._factory is None:
             return np.empty((n, 0))
         if "solid_fraction" not in parameters:
@@ -88,15 +108,32 @@ class PermeabilityModel(MicroModel):
         return (np.round(f / self.parameter_resolution) * self.parameter_resolution)[:, None]
 
     def solve(self, state: np.ndarray) -> dict[str, np.ndarray]:
-        """``k*`` at one state."""
-        return {"k": self.permeability(float(state[0]) if len(state) else None)}
+        """``k*`` (and ``dk*/dp`` with compaction) at one state."""
+        if self.compaction is None:
+            k = self.permeability(float(state[0]) if len(state) else None)
+            return {"k": k, "dk_dp": np.zeros_like(k)}
+        p = float(state[0])
+        phi = float(self.compaction.value(p))
+        res = self.parameter_resolution
+        lower = np.floor(phi / res) * res
+        upper = lower + res
+        k_lower, k_upper = self.permeability(round(lower, 12)), self.permeability(round(upper, 12))
+        weight = (phi - lower) / res
+        slope = (k_upper - k_lower) / res
+        return {
+            "k": (1 - weight) * k_lower + weight * k_upper,
+            "dk_dp": slope * float(self.compaction.derivative(p)),
+        }
 
     def respond(self, solutions, inputs, parameters) -> MicroResponse:
-        """``q = -(k*/mu) grad_p``, ``dq/dgrad_p = -k*/mu``, ``dq/dp = 0``."""
+        """``q = -(k*/mu) grad_p``, ``dq/dgrad_p = -k*/mu``, ``dq/dp = -(dk*/dp/mu) grad_p``."""
         grad = np.asarray(inputs["grad_p"], dtype=np.float64).reshape(-1, self.dim)
         mobility = solutions["k"] / self.viscosity
         return MicroResponse(
             value=-np.einsum("nij,nj->ni", mobility, grad),
-            derivatives={"p": np.zeros_like(grad), "grad_p": -mobility},
+            derivatives={
+                "p": -np.einsum("nij,nj->ni", solutions["dk_dp"] / self.viscosity, grad),
+                "grad_p": -mobility,
+            },
             solutions=dict(solutions),
         )
