@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 from dolfinx import mesh as dmesh
+from mpi4py import MPI
 
 from hmm_fem import cells
 from hmm_fem.cells.stokes import AxialFlowCell, PermeabilityCell
@@ -158,3 +159,13 @@ def test_simple_cubic_array_of_spheres_is_isotropic():
     assert np.ptp(diagonal) < 1e-2 * diagonal.mean()
     assert np.abs(K - np.diag(diagonal)).max() < 1e-3 * diagonal.mean()
     assert np.all(np.linalg.eigvalsh(K) > 0)
+
+
+def test_pore_space_from_a_user_msh(tmp_path):
+    """A pore mesh read from a gmsh file (matrix = fluid) gives the generated cell's k."""
+    path = tmp_path / f"pores{MPI.COMM_WORLD.rank}.msh"
+    generated = cells.square(0.3, mesh_size=0.1, msh_file=path)
+    loaded = cells.load(path)
+    k_generated = PermeabilityCell(generated).permeability()
+    k_loaded = PermeabilityCell(loaded).permeability()
+    assert np.allclose(k_loaded, k_generated, rtol=1e-8, atol=1e-14)
