@@ -17,7 +17,13 @@ from dolfinx import fem
 from mpi4py import MPI
 from petsc4py import PETSc
 
-__all__ = ["CellSolveError", "DEFAULT_SOLVER_OPTIONS", "periodic_constraint", "FactorisedSolver"]
+__all__ = [
+    "CellSolveError",
+    "DEFAULT_SOLVER_OPTIONS",
+    "periodic_maps",
+    "periodic_constraint",
+    "FactorisedSolver",
+]
 
 #: The default linear solver of every cell problem: a direct sparse Cholesky
 #: factorisation (CHOLMOD; the constrained cell matrices are symmetric positive
@@ -40,6 +46,34 @@ class CellSolveError(RuntimeError):
     """A micro (cell) solve failed: singular matrix, divergence, or non-finite values."""
 
 
+def periodic_maps(lengths: tuple[float, ...]):
+    """The geometry of periodicity on the box ``[0, L_0] x ...``, for dolfinx_mpc.
+
+    Returns:
+        ``(tol, on_upper_face, image, interior)``: the matching tolerance; the indicator of
+        points on a face ``x_i = L_i`` (the slaves); the map of such a point to its image
+        with every coordinate on an upper face shifted by ``-L_i`` (so edges and corners
+        map to the origin corner); the indicator of points strictly inside the box.
+    """
+    dim = len(lengths)
+    L = np.asarray(lengths, dtype=np.float64)
+    tol = 1e-9 * float(L.max())
+
+    def on_upper_face(x):
+        return np.any(np.abs(x[:dim].T - L) < tol, axis=1)
+
+    def image(x):
+        out = x.copy()
+        for i in range(dim):
+            out[i] = np.where(np.abs(x[i] - L[i]) < tol, x[i] - L[i], x[i])
+        return out
+
+    def interior(x):
+        return np.all((x[:dim].T > tol) & (x[:dim].T < L - tol), axis=1)
+
+    return tol, on_upper_face, image, interior
+
+
 def periodic_constraint(
     V: fem.FunctionSpace, lengths: tuple[float, ...], pin: bool = True
 ) -> tuple[dolfinx_mpc.MultiPointConstraint, list[fem.DirichletBC]]:
@@ -58,26 +92,13 @@ def periodic_constraint(
     Returns:
         The finalised constraint and the list of Dirichlet conditions (the pin).
     """
-    dim = len(lengths)
-    L = np.asarray(lengths, dtype=np.float64)
-    tol = 1e-9 * float(L.max())
-
-    def on_upper_face(x):
-        return np.any(np.abs(x[:dim].T - L) < tol, axis=1)
-
-    def image(x):
-        out = x.copy()
-        for i in range(dim):
-            out[i] = np.where(np.abs(x[i] - L[i]) < tol, x[i] - L[i], x[i])
-        return out
+    tol, on_upper_face, image, interior_points = periodic_maps(lengths)
 
     bcs: list[fem.DirichletBC] = []
     if pin:
         # Pin an interior dof: a boundary (master) dof would still collect the rows of
         # its periodic slaves and the pin would not hold.
-        interior = fem.locate_dofs_geometrical(
-            V, lambda x: np.all((x[:dim].T > tol) & (x[:dim].T < L - tol), axis=1)
-        )
+        interior = fem.locate_dofs_geometrical(V, interior_points)
         if len(interior) == 0:
             raise ValueError(
                 "the cell mesh has no interior node to pin the corrector; refine the mesh"

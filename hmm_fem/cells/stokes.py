@@ -33,7 +33,7 @@ from dolfinx import fem
 from dolfinx import mesh as dmesh
 from petsc4py import PETSc
 
-from .periodic import CellSolveError, FactorisedSolver
+from .periodic import CellSolveError, FactorisedSolver, periodic_maps
 from .unitcell import MATRIX, UnitCell
 
 __all__ = ["PermeabilityCell", "AxialFlowCell", "STOKES_SOLVER_OPTIONS", "pore_mesh"]
@@ -114,28 +114,10 @@ def pore_mesh(cell: UnitCell, what: str = "pore_mesh") -> tuple[dmesh.Mesh, np.n
 
 def _periodic(mpc, spaces, lengths, bcs) -> None:
     """Add a geometric periodic constraint for every (sub)space in ``spaces``."""
-    dim = len(lengths)
-    L = np.asarray(lengths, dtype=np.float64)
-    tol = 1e-9 * float(L.max())
-
-    def on_upper_face(x):
-        return np.any(np.abs(x[:dim].T - L) < tol, axis=1)
-
-    def image(x):
-        out = x.copy()
-        for i in range(dim):
-            out[i] = np.where(np.abs(x[i] - L[i]) < tol, x[i] - L[i], x[i])
-        return out
-
+    tol, on_upper_face, image, _ = periodic_maps(lengths)
     for V in spaces:
         mpc.create_periodic_constraint_geometrical(V, on_upper_face, image, bcs, tol=tol)
     mpc.finalize()
-
-
-def _interior(lengths, dim):
-    L = np.asarray(lengths, dtype=np.float64)
-    tol = 1e-9 * float(L.max())
-    return lambda x: np.all((x[:dim].T > tol) & (x[:dim].T < L - tol), axis=1)
 
 
 def _check_spd(tensor: np.ndarray, what: str, cell: UnitCell) -> None:
@@ -198,7 +180,7 @@ class PermeabilityCell:
         Q, _ = self.W.sub(1).collapse()
         noslip = fem.Function(V)
         dofs_u = fem.locate_dofs_topological((self.W.sub(0), V), d - 1, self.solid_facets)
-        pinned = fem.locate_dofs_geometrical((self.W.sub(1), Q), _interior(cell.lengths, d))
+        pinned = fem.locate_dofs_geometrical((self.W.sub(1), Q), periodic_maps(cell.lengths)[3])
         if len(pinned[0]) == 0:
             raise ValueError(f"{what}: no interior pressure node to pin; refine the mesh")
         zero_p = fem.Function(Q)
