@@ -18,7 +18,6 @@ The last line is ``warm/floor: X.XX`` (target <= 1.3). Run: ``make bench`` or
 """
 
 import argparse
-import itertools
 import os
 import tempfile
 import time
@@ -35,25 +34,13 @@ if not args.keep_jit_cache:
     # An empty FFCx cache makes the cold run pay for form compilation.
     os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="hmm-fem-bench-jit-")
 
-import dolfinx.fem.petsc
 import numpy as np
 import ufl
+from _common import RawFloor, best
 from dolfinx import fem
-from mpi4py import MPI
-from petsc4py import PETSc
 
 from hmm_fem import cells
 from hmm_fem.cells import DEFAULT_SOLVER_OPTIONS
-
-
-def best(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times), float(np.median(times))
-
 
 # (a) cold
 start = time.perf_counter()
@@ -78,56 +65,9 @@ print(f"(b) warm:  {warm_min:.3f} s  (median {warm_median:.3f} s)")
 V = problem.V
 u, v = ufl.TrialFunction(V), ufl.TestFunction(V)
 a_plain = fem.form(ufl.inner(problem.conductivity * ufl.grad(u), ufl.grad(v)) * ufl.dx)
-A_plain = dolfinx.fem.petsc.create_matrix(a_plain)
-A_cell = problem.solver.A.copy()
-rhs = [A_cell.createVecLeft() for _ in range(d)]
-for b in rhs:
-    b.setRandom()
-x = A_cell.createVecRight()
-
-
-def make_ksp():
-    ksp = PETSc.KSP().create(MPI.COMM_SELF)
-    ksp.setOperators(A_cell)
-    ksp.setType("preonly")
-    ksp.getPC().setType(DEFAULT_SOLVER_OPTIONS["pc_type"])
-    ksp.getPC().setFactorSolverType(DEFAULT_SOLVER_OPTIONS["pc_factor_mat_solver_type"])
-    return ksp
-
-
-def assemble_plain():
-    A_plain.zeroEntries()
-    dolfinx.fem.petsc.assemble_matrix(A_plain, a_plain)
-    A_plain.assemble()
-
-
-def floor_fresh():
-    """Assembly, symbolic + numeric LU in a new KSP, d solves."""
-    assemble_plain()
-    ksp = make_ksp()
-    ksp.setUp()
-    for b in rhs:
-        ksp.solve(b, x)
-    ksp.destroy()
-
-
-factors = itertools.cycle([2.0, 0.5])
-ksp_kept = make_ksp()
-ksp_kept.setUp()
-
-
-def floor_numeric():
-    """Assembly, numeric LU only (symbolic analysis kept, as our warm path does), d solves."""
-    assemble_plain()
-    A_cell.scale(next(factors))  # new values: PETSc refactorises numerically in setUp
-    ksp_kept.setOperators(A_cell)
-    ksp_kept.setUp()
-    for b in rhs:
-        ksp_kept.solve(b, x)
-
-
-fresh_min, fresh_median = best(floor_fresh, args.repeat)
-floor_min, floor_median = best(floor_numeric, args.repeat)
+raw = RawFloor(a_plain, problem.solver.A, d, DEFAULT_SOLVER_OPTIONS)
+fresh_min, fresh_median = best(raw.fresh, args.repeat)
+floor_min, floor_median = best(raw.numeric, args.repeat)
 print(f"(c) floor: {floor_min:.3f} s  (median {floor_median:.3f} s; numeric refactorisation)")
 print(
     f"    floor with a fresh symbolic factorisation: {fresh_min:.3f} s; warm/that: "

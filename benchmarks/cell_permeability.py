@@ -32,7 +32,6 @@ The last line is ``warm/floor: X.XX``. Run:
 
 import argparse
 import atexit
-import itertools
 import os
 import shutil
 import tempfile
@@ -56,22 +55,12 @@ import dolfinx.fem.petsc
 import dolfinx_mpc
 import numpy as np
 import ufl
+from _common import RawFloor, best
 from dolfinx import fem
-from mpi4py import MPI
 from petsc4py import PETSc
 
 from hmm_fem import cells
 from hmm_fem.cells.stokes import STOKES_SOLVER_OPTIONS
-
-
-def best(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times), float(np.median(times))
-
 
 # (a) cold
 start = time.perf_counter()
@@ -121,56 +110,9 @@ print(f"(b) warm:  {warm_min:.3f} s  (median {warm_median:.3f} s)")
 u, p = ufl.TrialFunctions(W)
 v, q = ufl.TestFunctions(W)
 a_plain = fem.form((ufl.inner(ufl.grad(u), ufl.grad(v)) - p * ufl.div(v) - q * ufl.div(u)) * ufl.dx)
-A_plain = dolfinx.fem.petsc.create_matrix(a_plain)
-A_cell = problem.solver.A.copy()
-rhs = [A_cell.createVecLeft() for _ in range(d)]
-for rhs_j in rhs:
-    rhs_j.setRandom()
-x = A_cell.createVecRight()
-
-
-def make_ksp():
-    ksp = PETSc.KSP().create(MPI.COMM_SELF)
-    ksp.setOperators(A_cell)
-    ksp.setType("preonly")
-    ksp.getPC().setType(STOKES_SOLVER_OPTIONS["pc_type"])
-    ksp.getPC().setFactorSolverType(STOKES_SOLVER_OPTIONS["pc_factor_mat_solver_type"])
-    return ksp
-
-
-def assemble_plain():
-    A_plain.zeroEntries()
-    dolfinx.fem.petsc.assemble_matrix(A_plain, a_plain)
-    A_plain.assemble()
-
-
-def floor_fresh():
-    """Assembly, symbolic + numeric LU in a new KSP, d solves."""
-    assemble_plain()
-    ksp = make_ksp()
-    ksp.setUp()
-    for rhs_j in rhs:
-        ksp.solve(rhs_j, x)
-    ksp.destroy()
-
-
-factors = itertools.cycle([2.0, 0.5])
-ksp_kept = make_ksp()
-ksp_kept.setUp()
-
-
-def floor_numeric():
-    """Assembly, numeric LU only (symbolic analysis kept, as our warm path does), d solves."""
-    assemble_plain()
-    A_cell.scale(next(factors))  # new values: PETSc refactorises numerically in setUp
-    ksp_kept.setOperators(A_cell)
-    ksp_kept.setUp()
-    for rhs_j in rhs:
-        ksp_kept.solve(rhs_j, x)
-
-
-fresh_min, fresh_median = best(floor_fresh, args.repeat)
-floor_min, floor_median = best(floor_numeric, args.repeat)
+raw = RawFloor(a_plain, problem.solver.A, d, STOKES_SOLVER_OPTIONS)
+fresh_min, fresh_median = best(raw.fresh, args.repeat)
+floor_min, floor_median = best(raw.numeric, args.repeat)
 print(f"(c) floor: {floor_min:.3f} s  (median {floor_median:.3f} s; numeric refactorisation)")
 print(
     f"    floor with a fresh symbolic factorisation: {fresh_min:.3f} s; warm/that: "

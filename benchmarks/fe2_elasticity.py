@@ -20,9 +20,10 @@ Run: ``docker/run python3 benchmarks/fe2_elasticity.py``.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
+
+from _common import launch
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
 parser.add_argument("--nx", type=int, default=6, help="macro triangles per side / 2")
@@ -115,14 +116,6 @@ def run_case():
     }
     if comm.rank == 0:
         print("RESULT " + json.dumps(result), flush=True)
-
-
-def launch(command):
-    out = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ))
-    for line in out.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    raise RuntimeError(f"{' '.join(command)} failed:\n{out.stdout}\n{out.stderr}")
 
 
 if args.run:

@@ -19,9 +19,10 @@ The last-but-one line is ``micro/floor: X.XX``. Run it with
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
+
+from _common import launch
 
 parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
 parser.add_argument("--nx", type=int, default=26, help="macro triangles per side / 2 (default 26)")
@@ -112,15 +113,6 @@ def run_case():
     }
     if comm.rank == 0:
         print("RESULT " + json.dumps(result), flush=True)
-
-
-def launch(command):
-    env = dict(os.environ)
-    out = subprocess.run(command, capture_output=True, text=True, env=env)
-    for line in out.stdout.splitlines():
-        if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT ") :])
-    raise RuntimeError(f"{' '.join(command)} failed:\n{out.stdout}\n{out.stderr}")
 
 
 if args.run:
