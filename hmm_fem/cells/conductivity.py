@@ -28,6 +28,7 @@ from petsc4py import PETSc
 
 from .periodic import CellSolveError, FactorisedSolver, periodic_constraint
 from .unitcell import UnitCell
+from .validation import require_spd
 
 __all__ = ["ConductivityCell", "check_tensor"]
 
@@ -44,17 +45,7 @@ def _as_tensor(value, dim: int, what: str) -> np.ndarray:
             f"{what} has shape {np.asarray(value).shape}; give a scalar, {dim} diagonal values "
             f"or a {dim}x{dim} matrix"
         )
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{what} is not finite: {value!r}")
-    if not np.allclose(arr, arr.T, rtol=1e-12, atol=0.0):
-        raise ValueError(f"{what} is not symmetric: {arr.tolist()}")
-    eig = np.linalg.eigvalsh(arr)
-    if eig.min() <= 0.0:
-        raise ValueError(
-            f"{what} must be positive (definite); got {value!r} with smallest eigenvalue "
-            f"{eig.min():.6g}. Conductivities are positive physical quantities."
-        )
-    return arr
+    return require_spd(arr, what, "Conductivities are positive physical quantities.")
 
 
 def check_tensor(tensor: np.ndarray, what: str = "effective tensor") -> None:

@@ -53,6 +53,7 @@ from .periodic import (
     periodic_constraint,
 )
 from .unitcell import UnitCell
+from .validation import require_spd
 
 __all__ = ["ElasticityCell", "BOUNDARY_CONDITIONS", "TRACTION_SOLVER_OPTIONS"]
 
@@ -101,17 +102,7 @@ def _as_stiffness(value, dim: int, what: str) -> np.ndarray:
             f"{what} has shape {arr.shape}; give (E, nu) (isotropic) or a {n}x{n} Voigt "
             f"stiffness matrix (order {', '.join(_LABELS[dim])}, engineering shears)"
         )
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{what} is not finite: {arr.tolist()}")
-    if not np.allclose(arr, arr.T, rtol=1e-12, atol=0.0):
-        raise ValueError(f"{what} is not symmetric: {arr.tolist()}")
-    eig = np.linalg.eigvalsh(arr)
-    if eig.min() <= 0.0:
-        raise ValueError(
-            f"{what} must be positive definite; got {arr.tolist()} with smallest eigenvalue "
-            f"{eig.min():.6g}. A stiffness stores a positive strain energy."
-        )
-    return arr
+    return require_spd(arr, what, "A stiffness stores a positive strain energy.")
 
 
 class _AssembledFactorisedSolver(FactorisedSolver):
