@@ -10,9 +10,10 @@ FROM debian:sid-slim
 RUN echo 'Acquire::Check-Valid-Until "false";' > /etc/apt/apt.conf.d/99hmm-fem
 
 COPY docker/packages.txt docker/pypi.txt /tmp/hmm-fem/
+# With Recommends, as mmdebstrap installs them in the root of docker/run (same package set).
 RUN apt-get update \
     && grep -v '^\s*#' /tmp/hmm-fem/packages.txt | grep -v '^\s*$' \
-       | xargs env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+       | xargs env DEBIAN_FRONTEND=noninteractive apt-get install -y \
     && rm -rf /var/lib/apt/lists/*
 RUN python3 -m pip install --no-cache-dir --break-system-packages -r /tmp/hmm-fem/pypi.txt
 

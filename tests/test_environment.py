@@ -45,3 +45,5 @@ def test_dockerfile_and_rootfs_install_the_same_lists():
     ):
         assert needed in packages
     assert "dolfinx-external-operator" in (ROOT / "docker" / "pypi.txt").read_text()
+    # mmdebstrap installs Recommends; the image must too, or the two environments differ
+    assert "--no-install-recommends" not in dockerfile
