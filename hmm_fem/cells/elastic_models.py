@@ -14,7 +14,7 @@ import numpy as np
 from ..micro.protocol import MicroModel, MicroResponse
 from ..voigt import voigt_size
 from .elasticity import BOUNDARY_CONDITIONS, ElasticityCell, _as_stiffness
-from .unitcell import UnitCell
+from .unitcell import UnitCell, cell_source
 
 __all__ = ["ElasticityModel", "HyperelasticModel"]
 
@@ -85,20 +85,9 @@ class ElasticityModel(MicroModel):
         self.bc = bc
         self.petsc_options = petsc_options
         self._cells: dict[float | None, ElasticityCell] = {}
-        if isinstance(cell, UnitCell):
-            self._factory = None
-            self._fixed = cell
-            self.dim = cell.dim
-            self.parameters = ()
-        else:
-            if not callable(cell):
-                raise TypeError("cell must be a UnitCell or a function volume_fraction -> UnitCell")
-            self._factory = cell
-            self._fixed = None
-            self.dim = 2 if dim is None else int(dim)
-            self.parameters = ("volume_fraction",)
-            if not parameter_resolution > 0:
-                raise ValueError(f"parameter_resolution must be > 0, got {parameter_resolution}")
+        self._factory, self._fixed, self.dim, self.parameters = cell_source(
+            cell, dim, "volume_fraction", parameter_resolution
+        )
         self.size = voigt_size(self.dim)
         # Validate the phase values now (the phase names need the cell: at the first build).
         for key, value in self.phases.items():

@@ -53,7 +53,7 @@ from .periodic import (
     periodic_constraint,
 )
 from .unitcell import UnitCell
-from .validation import require_spd
+from .validation import require_spd, require_young_poisson
 
 __all__ = ["ElasticityCell", "BOUNDARY_CONDITIONS", "TRACTION_SOLVER_OPTIONS"]
 
@@ -83,19 +83,7 @@ def _as_stiffness(value, dim: int, what: str) -> np.ndarray:
             f"{what} is {value!r}; give (E, nu) or a {n}x{n} Voigt stiffness matrix"
         ) from err
     if arr.shape == (2,):
-        E, nu = (float(v) for v in arr)
-        if not (np.isfinite(E) and np.isfinite(nu)):
-            raise ValueError(f"{what} is not finite: (E, nu) = {value!r}")
-        if E <= 0.0:
-            raise ValueError(
-                f"{what}: Young's modulus must be positive, got E = {E:.6g}. Moduli are "
-                "positive physical quantities."
-            )
-        if not -1.0 < nu < 0.5:
-            raise ValueError(
-                f"{what}: Poisson ratio must be in (-1, 0.5), got nu = {nu:.6g} (0.5 is the "
-                "incompressible limit, which this displacement formulation cannot represent)."
-            )
+        E, nu = require_young_poisson(*(float(v) for v in arr), what, value)
         return isotropic_stiffness(E, nu, dim, plane="strain")
     if arr.shape != (n, n):
         raise ValueError(

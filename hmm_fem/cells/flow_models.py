@@ -8,7 +8,7 @@ import numpy as np
 
 from ..micro.protocol import MicroModel, MicroResponse
 from .stokes import PermeabilityCell
-from .unitcell import UnitCell
+from .unitcell import UnitCell, cell_source
 
 __all__ = ["PermeabilityModel"]
 
@@ -57,15 +57,9 @@ class PermeabilityModel(MicroModel):
         self.viscosity = float(viscosity)
         self.length_scale = float(length_scale)
         self.parameter_resolution = float(parameter_resolution)
-        if isinstance(cell, UnitCell):
-            self._factory, self._fixed, self.dim = None, cell, cell.dim
-            self.parameters = ()
-        elif callable(cell):
-            self._factory, self._fixed = cell, None
-            self.dim = 2 if dim is None else int(dim)
-            self.parameters = ("solid_fraction",)
-        else:
-            raise TypeError("cell must be a UnitCell or a function solid_fraction -> UnitCell")
+        self._factory, self._fixed, self.dim, self.parameters = cell_source(
+            cell, dim, "solid_fraction", parameter_resolution
+        )
         self.compaction = compaction
         if compaction is not None:
             if self._factory is None:

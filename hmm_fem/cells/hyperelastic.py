@@ -54,6 +54,7 @@ from hmm_fem.voigt import lame
 
 from .periodic import CellSolveError, FactorisedSolver, periodic_constraint
 from .unitcell import UnitCell
+from .validation import require_young_poisson
 
 __all__ = ["HyperelasticCell", "FALLBACK_SOLVER_OPTIONS", "neo_hookean"]
 
@@ -117,19 +118,7 @@ def _as_lame(value, what: str) -> tuple[float, float]:
             f"{what} has shape {arr.shape}; give (E, nu), Young's modulus and Poisson ratio "
             "(isotropic compressible Neo-Hookean; plane strain in 2D)"
         )
-    E, nu = (float(v) for v in arr)
-    if not (np.isfinite(E) and np.isfinite(nu)):
-        raise ValueError(f"{what} is not finite: (E, nu) = {value!r}")
-    if E <= 0.0:
-        raise ValueError(
-            f"{what}: Young's modulus must be positive, got E = {E:.6g}. Moduli are positive "
-            "physical quantities."
-        )
-    if not -1.0 < nu < 0.5:
-        raise ValueError(
-            f"{what}: Poisson ratio must be in (-1, 0.5), got nu = {nu:.6g} (0.5 is the "
-            "incompressible limit, which this displacement formulation cannot represent)."
-        )
+    E, nu = require_young_poisson(*(float(v) for v in arr), what, value)
     lam, mu = lame(E, nu)
     return float(mu), float(lam)
 

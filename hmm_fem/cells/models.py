@@ -9,7 +9,7 @@ import numpy as np
 from ..micro.protocol import MicroModel, MicroResponse
 from .conductivity import ConductivityCell
 from .laws import as_law
-from .unitcell import UnitCell
+from .unitcell import UnitCell, cell_source
 
 __all__ = ["ConductivityModel"]
 
@@ -53,20 +53,9 @@ class ConductivityModel(MicroModel):
         self.degree = degree
         self.petsc_options = petsc_options
         self._cells: dict[float, ConductivityCell] = {}
-        if isinstance(cell, UnitCell):
-            self._factory = None
-            self._fixed = cell
-            self.dim = cell.dim
-            self.parameters = ()
-        else:
-            if not callable(cell):
-                raise TypeError("cell must be a UnitCell or a function volume_fraction -> UnitCell")
-            self._factory = cell
-            self._fixed = None
-            self.dim = 2 if dim is None else int(dim)
-            self.parameters = ("volume_fraction",)
-            if parameter_resolution <= 0:
-                raise ValueError(f"parameter_resolution must be > 0, got {parameter_resolution}")
+        self._factory, self._fixed, self.dim, self.parameters = cell_source(
+            cell, dim, "volume_fraction", parameter_resolution
+        )
         self.parameter_resolution = float(parameter_resolution)
         self.temperature_dependent = any(law.depends_on_temperature for law in self.laws.values())
         self.inputs = {"T": (), "grad_T": (self.dim,)}
