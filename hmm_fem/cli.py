@@ -47,6 +47,34 @@ def _parse_property(text: str, option: str) -> float | list[float]:
     return values[0] if len(values) == 1 else values
 
 
+def _add_cell_arguments(parser: argparse.ArgumentParser, matrix: tuple, inclusion: tuple) -> None:
+    """Add the arguments every two-phase cell command shares.
+
+    Where the cell comes from, the two phases (``(metavar, help)`` each), mesh size,
+    degree, the random-cell options and --json.
+    """
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--geometry", choices=GEOMETRIES, help="generated unit cell")
+    where.add_argument("--mesh", metavar="FILE.msh", help="a periodic gmsh mesh with phase tags")
+    parser.add_argument(
+        "--volume-fraction", type=float, metavar="F", help="inclusion volume fraction"
+    )
+    parser.add_argument("--matrix", required=True, metavar=matrix[0], help=matrix[1])
+    parser.add_argument("--inclusion", required=True, metavar=inclusion[0], help=inclusion[1])
+    parser.add_argument(
+        "--mesh-size",
+        type=float,
+        metavar="H",
+        help="element size in units of the cell side (default: geometry-adapted)",
+    )
+    parser.add_argument(
+        "--degree", type=int, default=1, metavar="P", help="Lagrange degree (default 1)"
+    )
+    parser.add_argument("--num-inclusions", type=int, default=10, help="random: number of discs")
+    parser.add_argument("--seed", type=int, default=0, help="random: seed of the placement")
+    parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hmm-fem",
@@ -63,38 +91,13 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Effective conductivity tensor K* of a periodic two-phase cell. K* is in the "
         "units of --matrix and --inclusion.",
     )
-    where = cond.add_mutually_exclusive_group(required=True)
-    where.add_argument("--geometry", choices=GEOMETRIES, help="generated unit cell")
-    where.add_argument("--mesh", metavar="FILE.msh", help="a periodic gmsh mesh with phase tags")
-    cond.add_argument(
-        "--volume-fraction", type=float, metavar="F", help="inclusion volume fraction"
-    )
-    cond.add_argument(
-        "--matrix",
-        required=True,
-        metavar="K_M",
-        help="matrix conductivity: a number, or comma-separated diagonal values",
-    )
-    cond.add_argument(
-        "--inclusion",
-        required=True,
-        metavar="K_I",
-        help="inclusion conductivity (with --mesh: every non-matrix phase)",
-    )
-    cond.add_argument(
-        "--mesh-size",
-        type=float,
-        metavar="H",
-        help="element size in units of the cell side (default: geometry-adapted)",
-    )
-    cond.add_argument(
-        "--degree", type=int, default=1, metavar="P", help="Lagrange degree (default 1)"
+    _add_cell_arguments(
+        cond,
+        ("K_M", "matrix conductivity: a number, or comma-separated diagonal values"),
+        ("K_I", "inclusion conductivity (with --mesh: every non-matrix phase)"),
     )
     cond.add_argument("--dim", type=int, choices=(2, 3), default=2, help="laminate dimension")
-    cond.add_argument("--num-inclusions", type=int, default=10, help="random: number of discs")
-    cond.add_argument("--seed", type=int, default=0, help="random: seed of the placement")
     cond.add_argument("--output", metavar="DIR", help="write correctors and fluxes (VTX) to DIR")
-    cond.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     elas = cell_sub.add_parser(
         "elasticity",
@@ -103,20 +106,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "zz, yz, xz, xy; 2D: xx, yy, xy; engineering shear strains), in the units of E. "
         "2D cells are plane strain.",
     )
-    where = elas.add_mutually_exclusive_group(required=True)
-    where.add_argument("--geometry", choices=GEOMETRIES, help="generated unit cell")
-    where.add_argument("--mesh", metavar="FILE.msh", help="a periodic gmsh mesh with phase tags")
-    elas.add_argument(
-        "--volume-fraction", type=float, metavar="F", help="inclusion volume fraction"
-    )
-    elas.add_argument(
-        "--matrix", required=True, metavar="E,NU", help="matrix Young's modulus, Poisson ratio"
-    )
-    elas.add_argument(
-        "--inclusion",
-        required=True,
-        metavar="E,NU",
-        help="inclusion Young's modulus, Poisson ratio (with --mesh: every other phase)",
+    _add_cell_arguments(
+        elas,
+        ("E,NU", "matrix Young's modulus, Poisson ratio"),
+        ("E,NU", "inclusion Young's modulus, Poisson ratio (with --mesh: every other phase)"),
     )
     dims = elas.add_mutually_exclusive_group()
     dims.add_argument("--plane-strain", action="store_true", help="2D plane strain (default)")
@@ -127,13 +120,6 @@ def _build_parser() -> argparse.ArgumentParser:
         default="periodic",
         help="cell boundary condition (default periodic)",
     )
-    elas.add_argument("--mesh-size", type=float, metavar="H", help="element size (default adapted)")
-    elas.add_argument(
-        "--degree", type=int, default=1, metavar="P", help="Lagrange degree (default 1)"
-    )
-    elas.add_argument("--num-inclusions", type=int, default=10, help="random: number of discs")
-    elas.add_argument("--seed", type=int, default=0, help="random: seed of the placement")
-    elas.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     elas.set_defaults(dim=2, output=None)
 
     perm = cell_sub.add_parser(
