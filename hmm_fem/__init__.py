@@ -2,7 +2,13 @@
 
 The package answers, at the quadrature points of a macroscopic DOLFINx problem,
 with effective properties computed by micro models (periodic cell problems on
-``MPI.COMM_SELF``).
+``MPI.COMM_SELF``, or any simulator that implements the micro-model protocol).
+
+Layers, bottom to top: :mod:`~hmm_fem.geometry` (unit cells), :mod:`~hmm_fem.materials`
+(laws and checks), :mod:`~hmm_fem.cells` (cell problems), :mod:`~hmm_fem.micro` (the
+protocol and what wraps a micro model), :mod:`~hmm_fem.coupling` (micro models in UFL
+forms, dispatch, Newton), :mod:`~hmm_fem.macro` (ready-made macro problems),
+:mod:`~hmm_fem.io` (files and pictures).
 """
 
 __version__ = "0.1.0"
@@ -12,8 +18,10 @@ __all__ = [
     "cells",
     "coupling",
     "effective_flux",
+    "geometry",
     "io",
     "macro",
+    "materials",
     "micro",
     "micro_operator",
     "references",
@@ -22,11 +30,25 @@ __all__ = [
 ]
 
 
+_SUBPACKAGES = (
+    "cells",
+    "coupling",
+    "geometry",
+    "io",
+    "macro",
+    "materials",
+    "micro",
+    "references",
+    "voigt",
+    "waves",
+)
+
+
 def __getattr__(name):
     # Subpackages load DOLFINx; import them on first use so `hmm-fem --help` stays fast.
     import importlib
 
-    if name in ("cells", "coupling", "io", "macro", "micro", "references", "voigt", "waves"):
+    if name in _SUBPACKAGES:
         return importlib.import_module(f"hmm_fem.{name}")
     if name in ("effective_flux", "micro_operator"):
         return getattr(importlib.import_module("hmm_fem.coupling"), name)

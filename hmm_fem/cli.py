@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hmm-fem: error: {err}", file=sys.stderr)
         return 2
     except Exception as err:  # a failed solve: say what failed, keep the exit code contract
-        from hmm_fem.cells.periodic import CellSolveError
+        from hmm_fem.cells import CellSolveError
 
         if isinstance(err, CellSolveError | RuntimeError):
             print(f"hmm-fem: error: {err}", file=sys.stderr)

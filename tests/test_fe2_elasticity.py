@@ -9,11 +9,11 @@ from mpi4py import MPI
 from petsc4py import PETSc
 
 from hmm_fem import cells, references, voigt
-from hmm_fem.cells.elastic_models import ElasticityModel
 from hmm_fem.cells.elasticity import ElasticityCell
 from hmm_fem.coupling import MacroSolveError
 from hmm_fem.macro.elasticity import StaticElasticity
 from hmm_fem.micro import MicroModel, MicroResponse, MicroSolveError
+from hmm_fem.micro.cell_models import ElasticityModel
 
 STIFF = {"matrix": (1.0, 0.3), "inclusion": (10.0, 0.2)}
 LU = {"ksp_type": "preonly", "pc_type": "lu", "pc_factor_mat_solver_type": "mumps"}

@@ -9,9 +9,9 @@ from mpi4py import MPI
 
 from hmm_fem import cells, references
 from hmm_fem.cells import ConductivityCell, ConductivityModel, UnitCell
-from hmm_fem.cells.laws import LinearLaw
 from hmm_fem.coupling import NonlinearProblem, coupling_of, effective_flux
 from hmm_fem.macro import SteadyHeat, TransientHeat
+from hmm_fem.materials.laws import LinearLaw
 from hmm_fem.micro import MicroSolveError
 
 

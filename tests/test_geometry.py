@@ -14,8 +14,8 @@ import ufl
 from dolfinx import fem
 from mpi4py import MPI
 
-from hmm_fem.cells import geometry, msh
-from hmm_fem.cells.unitcell import INCLUSION, MATRIX
+from hmm_fem import geometry
+from hmm_fem.geometry import INCLUSION, MATRIX, msh
 
 RANK = MPI.COMM_WORLD.rank
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from hmm_fem import cells, voigt
-from hmm_fem.cells import CellSolveError
+from hmm_fem.cells import CellSolveError, HyperelasticCell
 from hmm_fem.cells.elasticity import ElasticityCell
-from hmm_fem.cells.hyperelastic import HyperelasticCell, neo_hookean
+from hmm_fem.materials import neo_hookean
 
 PHASES = {"matrix": (1.0, 0.3), "inclusion": (10.0, 0.2)}
 #: A finite macro displacement gradient: 15 % stretch, 12 % compression and shear.

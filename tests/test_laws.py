@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from hmm_fem.cells.laws import ArrheniusLaw, ConstantLaw, LinearLaw, as_law
+from hmm_fem.materials.laws import ArrheniusLaw, ConstantLaw, LinearLaw, as_law
 
 
 @pytest.mark.parametrize(

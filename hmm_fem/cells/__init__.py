@@ -1,7 +1,5 @@
-"""Periodic unit cells (geometry) and the cell problems solved on them.
+"""Periodic cell problems on DOLFINx, and (for convenience) the unit cells they solve on.
 
-Geometry: :func:`laminate`, :func:`square`, :func:`hexagonal`, :func:`cubic`,
-:func:`random` build gmsh meshes in process; :func:`load` reads a user ``.msh``.
 Problems: :class:`ConductivityCell` gives the effective conductivity K*,
 :class:`ElasticityCell` the effective stiffness C* (Voigt, see :mod:`hmm_fem.voigt`)
 with periodic, kinematic or traction (minimal kinematic) boundary conditions,
@@ -9,20 +7,44 @@ with periodic, kinematic or traction (minimal kinematic) boundary conditions,
 consistent tangent, :class:`PermeabilityCell` the permeability of the pore space
 (periodic Stokes, Taylor-Hood) and :class:`AxialFlowCell` the axial permeability of a
 fibre bed.
+
+The cell geometries (:func:`square`, :func:`load`, ...) live in :mod:`hmm_fem.geometry`,
+the phase laws in :mod:`hmm_fem.materials`, and the micro models that put the cells to
+work in a macro problem (:class:`ConductivityModel`, ...) in
+:mod:`hmm_fem.micro.cell_models`; all are re-exported here, so ``cells.square`` and
+``cells.ConductivityModel`` keep working.
 """
 
+from ..geometry import (
+    INCLUSION,
+    MATRIX,
+    TOUCHING_LIMITS,
+    UnitCell,
+    check_periodic,
+    cubic,
+    hexagonal,
+    laminate,
+    load,
+    random,
+    square,
+)
+from ..materials.laws import ArrheniusLaw, ConstantLaw, LinearLaw
 from .conductivity import ConductivityCell
-from .elastic_models import ElasticityModel, HyperelasticModel
 from .elasticity import ElasticityCell
-from .flow_models import PermeabilityModel
-from .geometry import TOUCHING_LIMITS, cubic, hexagonal, laminate, random, square
 from .hyperelastic import HyperelasticCell
-from .laws import ArrheniusLaw, ConstantLaw, LinearLaw
-from .models import ConductivityModel
-from .msh import check_periodic, load
-from .periodic import DEFAULT_SOLVER_OPTIONS, CellSolveError
+from .solver import DEFAULT_SOLVER_OPTIONS, CellSolveError
 from .stokes import AxialFlowCell, PermeabilityCell
-from .unitcell import INCLUSION, MATRIX, UnitCell
+
+_MICRO_MODELS = ("ConductivityModel", "ElasticityModel", "HyperelasticModel", "PermeabilityModel")
+
+
+def __getattr__(name):
+    # The micro models import the cell problems of this package: load them on first use.
+    if name in _MICRO_MODELS:
+        from ..micro import cell_models
+
+        return getattr(cell_models, name)
+    raise AttributeError(f"module 'hmm_fem.cells' has no attribute {name!r}")
 
 __all__ = [
     "UnitCell",

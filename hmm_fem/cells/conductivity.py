@@ -26,37 +26,12 @@ import ufl
 from dolfinx import fem
 from petsc4py import PETSc
 
-from .periodic import CellSolveError, FactorisedSolver, periodic_constraint
-from .unitcell import UnitCell
-from .validation import require_spd
+from ..geometry import UnitCell
+from ..materials.phases import as_conductivity
+from .periodic import periodic_constraint
+from .solver import CellSolveError, FactorisedSolver, check_effective_tensor
 
-__all__ = ["ConductivityCell", "check_tensor"]
-
-
-def _as_tensor(value, dim: int, what: str) -> np.ndarray:
-    """A phase property as a ``dim x dim`` symmetric positive definite matrix, or a clear error."""
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.ndim == 0:
-        arr = float(arr) * np.eye(dim)
-    elif arr.ndim == 1 and arr.shape[0] == dim:
-        arr = np.diag(arr)
-    if arr.shape != (dim, dim):
-        raise ValueError(
-            f"{what} has shape {np.asarray(value).shape}; give a scalar, {dim} diagonal values "
-            f"or a {dim}x{dim} matrix"
-        )
-    return require_spd(arr, what, "Conductivities are positive physical quantities.")
-
-
-def check_tensor(tensor: np.ndarray, what: str = "effective tensor") -> None:
-    """Raise :class:`CellSolveError` unless ``tensor`` is finite, symmetric, positive definite."""
-    if not np.all(np.isfinite(tensor)):
-        raise CellSolveError(f"{what} is not finite: {tensor.tolist()}")
-    scale = np.abs(tensor).max()
-    if np.abs(tensor - tensor.T).max() > 1e-8 * scale:
-        raise CellSolveError(f"{what} is not symmetric: {tensor.tolist()}")
-    if np.linalg.eigvalsh(0.5 * (tensor + tensor.T)).min() <= 0.0:
-        raise CellSolveError(f"{what} is not positive definite: {tensor.tolist()}")
+__all__ = ["ConductivityCell"]
 
 
 class ConductivityCell:
@@ -137,7 +112,7 @@ class ConductivityCell:
         d = self.cell.dim
         return np.array(
             [
-                _as_tensor(value, d, f"conductivity of phase '{name}' (tag {tag})")
+                as_conductivity(value, d, f"conductivity of phase '{name}' (tag {tag})")
                 for name, tag, value in self.cell.phase_values(conductivities, "conductivity")
             ]
         )
@@ -205,7 +180,7 @@ class ConductivityCell:
         for chi in self.correctors:
             if not np.all(np.isfinite(chi.x.array)):
                 raise CellSolveError(f"{chi.name} of the '{self.cell.geometry}' cell is not finite")
-        check_tensor(tensor, f"K* of the '{self.cell.geometry}' cell")
+        check_effective_tensor(tensor, f"K* of the '{self.cell.geometry}' cell")
         self._tensor = tensor
         self._solved_for = self._phase_K.copy()
         self.seconds = time.perf_counter() - start

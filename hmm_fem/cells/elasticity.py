@@ -43,17 +43,16 @@ from dolfinx import mesh as dmesh
 from mpi4py import MPI
 from petsc4py import PETSc
 
-from hmm_fem.voigt import isotropic_stiffness, ufl_strain, voigt_size
-
-from .conductivity import check_tensor
-from .periodic import (
+from ..geometry import UnitCell
+from ..materials.phases import VOIGT_LABELS, as_stiffness
+from ..voigt import ufl_strain, voigt_size
+from .periodic import periodic_constraint
+from .solver import (
     DEFAULT_SOLVER_OPTIONS,
     CellSolveError,
     FactorisedSolver,
-    periodic_constraint,
+    check_effective_tensor,
 )
-from .unitcell import UnitCell
-from .validation import require_spd, require_young_poisson
 
 __all__ = ["ElasticityCell", "BOUNDARY_CONDITIONS", "TRACTION_SOLVER_OPTIONS"]
 
@@ -69,28 +68,7 @@ TRACTION_SOLVER_OPTIONS: dict[str, str | float | int] = {
     "pc_factor_mat_solver_type": "mumps",
 }
 
-_LABELS = {2: ("xx", "yy", "xy"), 3: ("xx", "yy", "zz", "yz", "xz", "xy")}
 _counter = itertools.count()
-
-
-def _as_stiffness(value, dim: int, what: str) -> np.ndarray:
-    """A phase stiffness as a validated Voigt matrix, from ``(E, nu)`` or a matrix."""
-    n = voigt_size(dim)
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(
-            f"{what} is {value!r}; give (E, nu) or a {n}x{n} Voigt stiffness matrix"
-        ) from err
-    if arr.shape == (2,):
-        E, nu = require_young_poisson(*(float(v) for v in arr), what, value)
-        return isotropic_stiffness(E, nu, dim, plane="strain")
-    if arr.shape != (n, n):
-        raise ValueError(
-            f"{what} has shape {arr.shape}; give (E, nu) (isotropic) or a {n}x{n} Voigt "
-            f"stiffness matrix (order {', '.join(_LABELS[dim])}, engineering shears)"
-        )
-    return require_spd(arr, what, "A stiffness stores a positive strain energy.")
 
 
 class _AssembledFactorisedSolver(FactorisedSolver):
@@ -278,7 +256,7 @@ class ElasticityCell:
             self.solver = _AssembledFactorisedSolver(self._a, self.bcs, name, dict(options))
         space = self.V if self.mpc is None else self.mpc.function_space
         self.fluctuations = [
-            fem.Function(space, name=f"fluctuation_{label}") for label in _LABELS[d]
+            fem.Function(space, name=f"fluctuation_{label}") for label in VOIGT_LABELS[d]
         ]
         self._tensor: np.ndarray | None = None
         self._solved_for: np.ndarray | None = None
@@ -290,7 +268,7 @@ class ElasticityCell:
         d = self.cell.dim
         return np.array(
             [
-                _as_stiffness(value, d, f"stiffness of phase '{name}' (tag {tag})")
+                as_stiffness(value, d, f"stiffness of phase '{name}' (tag {tag})")
                 for name, tag, value in self.cell.phase_values(phases, "stiffness")
             ]
         )
@@ -350,7 +328,7 @@ class ElasticityCell:
             self.macro_strain.value[:] = np.eye(n)[k]
             self._assemble_load()
             x = self._x if self.bc == "traction" else w.x.petsc_vec
-            self.solver.solve(self._b, x, label=f" (load case {_LABELS[d][k]})")
+            self.solver.solve(self._b, x, label=f" (load case {VOIGT_LABELS[d][k]})")
             loads[k] = self._b.array_r
             solutions[k] = x.array_r
             if self.bc == "periodic":
@@ -369,7 +347,7 @@ class ElasticityCell:
         for w in self.fluctuations:
             if not np.all(np.isfinite(w.x.array)):
                 raise CellSolveError(f"{w.name} of the '{self.cell.geometry}' cell is not finite")
-        check_tensor(tensor, f"C* ({self.bc}) of the '{self.cell.geometry}' cell")
+        check_effective_tensor(tensor, f"C* ({self.bc}) of the '{self.cell.geometry}' cell")
         self._tensor = tensor
         self._solved_for = self._phase_C.copy()
         self.seconds = time.perf_counter() - start

@@ -50,13 +50,12 @@ import ufl
 from dolfinx import fem
 from petsc4py import PETSc
 
-from hmm_fem.voigt import lame
+from ..geometry import UnitCell
+from ..materials.phases import as_lame
+from .periodic import periodic_constraint
+from .solver import CellSolveError, FactorisedSolver
 
-from .periodic import CellSolveError, FactorisedSolver, periodic_constraint
-from .unitcell import UnitCell
-from .validation import require_young_poisson
-
-__all__ = ["HyperelasticCell", "FALLBACK_SOLVER_OPTIONS", "neo_hookean"]
+__all__ = ["HyperelasticCell", "FALLBACK_SOLVER_OPTIONS"]
 
 #: The linear solver taken over when the first one fails: MUMPS LU with pivoting. The
 #: Jacobian of a hyperelastic cell is symmetric but positive definite only while the
@@ -73,54 +72,6 @@ FALLBACK_SOLVER_OPTIONS: dict[str, str | float | int] = {
 
 #: Largest number of step halvings of one Newton step before the solve is given up.
 MAX_STEP_HALVINGS = 8
-
-
-def neo_hookean(F: np.ndarray, mu: float, lam: float) -> tuple[float, np.ndarray, np.ndarray]:
-    """Energy, first Piola stress and tangent of the Neo-Hookean law at one ``F`` (numpy).
-
-    The reference implementation of the formulas of the module docstring, for tests
-    and for checking cells (``d = F.shape[0]``; in 2D the plane strain values).
-
-    Args:
-        F: Deformation gradient, ``d x d`` with ``det F > 0``.
-        mu: Lame shear modulus.
-        lam: Lame first parameter.
-
-    Returns:
-        ``(psi, P, A)`` with ``P`` of shape ``(d, d)`` and ``A[i, J, k, L] = dP_iJ/dF_kL``.
-    """
-    F = np.asarray(F, dtype=np.float64)
-    d = F.shape[0]
-    J = np.linalg.det(F)
-    if not J > 0.0:
-        raise ValueError(f"det F = {J:.6g} <= 0 for F = {F.tolist()}")
-    Finv = np.linalg.inv(F)
-    lnJ = np.log(J)
-    psi = 0.5 * mu * (np.sum(F * F) - d) - mu * lnJ + 0.5 * lam * lnJ**2
-    P = mu * (F - Finv.T) + lam * lnJ * Finv.T
-    eye = np.eye(d)
-    A = (
-        mu * np.einsum("ik,JL->iJkL", eye, eye)
-        + (mu - lam * lnJ) * np.einsum("Li,Jk->iJkL", Finv, Finv)
-        + lam * np.einsum("Ji,Lk->iJkL", Finv, Finv)
-    )
-    return float(psi), P, A
-
-
-def _as_lame(value, what: str) -> tuple[float, float]:
-    """Lame ``(mu, lambda)`` of a phase given as ``(E, nu)``, or a clear error."""
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{what} is {value!r}; give (E, nu)") from err
-    if arr.shape != (2,):
-        raise ValueError(
-            f"{what} has shape {arr.shape}; give (E, nu), Young's modulus and Poisson ratio "
-            "(isotropic compressible Neo-Hookean; plane strain in 2D)"
-        )
-    E, nu = require_young_poisson(*(float(v) for v in arr), what, value)
-    lam, mu = lame(E, nu)
-    return float(mu), float(lam)
 
 
 def _format_matrix(M: np.ndarray) -> str:
@@ -345,7 +296,7 @@ class HyperelasticCell:
         """The ``(num_phases, 2)`` array of phase ``(mu, lambda)``, validated."""
         return np.array(
             [
-                _as_lame(value, f"(E, nu) of phase '{name}' (tag {tag})")
+                as_lame(value, f"(E, nu) of phase '{name}' (tag {tag})")
                 for name, tag, value in self.cell.phase_values(phases, "(E, nu)")
             ]
         )

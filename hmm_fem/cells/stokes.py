@@ -1,6 +1,6 @@
 """Periodic Stokes cell problems: the permeability tensor of a periodic porous medium.
 
-The pore space is the phase ``"matrix"`` (tag :data:`~hmm_fem.cells.unitcell.MATRIX`)
+The pore space is the phase ``"matrix"`` (tag :data:`~hmm_fem.geometry.MATRIX`)
 of a unit cell; every other phase (the inclusions) is the solid. The problems are
 solved on a submesh of the pore cells only; the solid surface is made of the pore
 facets that are not on the periodic box.
@@ -33,8 +33,10 @@ from dolfinx import fem
 from dolfinx import mesh as dmesh
 from petsc4py import PETSc
 
-from .periodic import CellSolveError, FactorisedSolver, periodic_maps
-from .unitcell import MATRIX, UnitCell
+from ..geometry import MATRIX, TOUCHING_LIMITS, UnitCell
+from ..geometry.periodicity import on_face, periodic_maps, tolerance
+from ..materials.validation import spd_defect
+from .solver import CellSolveError, FactorisedSolver
 
 __all__ = ["PermeabilityCell", "AxialFlowCell", "STOKES_SOLVER_OPTIONS", "pore_mesh"]
 
@@ -49,8 +51,6 @@ STOKES_SOLVER_OPTIONS: dict[str, str | float | int] = {
 
 def _check_cell(cell: UnitCell, what: str) -> None:
     """Reject cells whose solid is at or beyond the touching limit of their lattice."""
-    from .geometry import TOUCHING_LIMITS
-
     limit = TOUCHING_LIMITS.get(cell.geometry)
     f = cell.target_volume_fraction
     if limit is not None and f is not None and cell.geometry != "random" and f >= limit:
@@ -95,10 +95,10 @@ def pore_mesh(cell: UnitCell, what: str = "pore_mesh") -> tuple[dmesh.Mesh, np.n
     sub.topology.create_connectivity(fdim, tdim)
     boundary = dmesh.exterior_facet_indices(sub.topology)
     L = np.asarray(cell.lengths, dtype=np.float64)
-    tol = 1e-9 * float(L.max())
+    tol = tolerance(L)
     # Facets lying in one face of the box (all their vertices on it) are periodic faces.
     periodic = [
-        dmesh.locate_entities_boundary(sub, fdim, lambda x, i=i, v=v: np.abs(x[i] - v) < tol)
+        dmesh.locate_entities_boundary(sub, fdim, lambda x, i=i, v=v: on_face(x, i, v, tol))
         for i in range(tdim)
         for v in (0.0, L[i])
     ]
@@ -120,23 +120,26 @@ def _periodic(mpc, spaces, lengths, bcs) -> None:
     mpc.finalize()
 
 
-def _check_spd(tensor: np.ndarray, what: str, cell: UnitCell) -> None:
-    """Raise unless ``tensor`` is finite, symmetric and positive definite."""
-    if not np.all(np.isfinite(tensor)):
-        raise CellSolveError(f"{what} is not finite: {tensor.tolist()}")
-    scale = np.abs(tensor).max()
-    if scale == 0.0:
+def _check_permeability(tensor: np.ndarray, what: str, cell: UnitCell) -> None:
+    """Raise unless ``tensor`` is symmetric positive definite.
+
+    The rule is :func:`~hmm_fem.materials.validation.spd_defect`; a singular direction is
+    a solid that blocks the flow, reported as such.
+    """
+    defect = spd_defect(tensor)
+    if defect is None:
+        return
+    if np.abs(tensor).max(initial=0.0) == 0.0:
         raise ValueError(f"{what} is zero: the pore space of the '{cell.geometry}' cell is closed")
-    if np.abs(tensor - tensor.T).max() > 1e-6 * scale:
-        raise CellSolveError(f"{what} is not symmetric: {tensor.tolist()}")
-    eig, vec = np.linalg.eigh(0.5 * (tensor + tensor.T))
-    if eig.min() <= 1e-9 * scale:
+    if defect.startswith("is not positive definite"):
+        eig, vec = np.linalg.eigh(0.5 * (tensor + tensor.T))
         direction = np.round(vec[:, np.argmin(eig)], 6).tolist()
         raise ValueError(
-            f"{what} is not positive definite (eigenvalues {eig.tolist()}): the pore space of the"
-            f" '{cell.geometry}' cell does not percolate along {direction} - the solid touches its"
-            f" periodic images and blocks the flow. Tensor: {tensor.tolist()}"
+            f"{what} {defect}: the pore space of the '{cell.geometry}' cell does not percolate"
+            f" along {direction} - the solid touches its periodic images and blocks the flow."
+            f" Tensor: {tensor.tolist()}"
         )
+    raise CellSolveError(f"{what} {defect}: {tensor.tolist()}")
 
 
 class PermeabilityCell:
@@ -254,7 +257,7 @@ class PermeabilityCell:
             / self.cell.volume
         )
         self.raw_tensor = raw
-        _check_spd(raw, f"permeability of the '{self.cell.geometry}' cell", self.cell)
+        _check_permeability(raw, f"permeability of the '{self.cell.geometry}' cell", self.cell)
         tensor = 0.5 * (raw + raw.T)
         self._tensor = tensor
         self.seconds = time.perf_counter() - start

@@ -496,15 +496,15 @@ class StaticElasticity:
         Returns:
             The written paths by kind (``"displacement"``, ``"micro"``).
         """
-        from ..io import _dg0_function, write_vtx
+        from ..io import dg0_function, write_vtx
 
         path = Path(path)
         coupling = self.coupling
-        fields = [_dg0_function(self.mesh, self.cell_stresses(), "stress")]
+        fields = [dg0_function(self.mesh, self.cell_stresses(), "stress")]
         if coupling.last_response is not None and "C" in coupling.last_response.solutions:
-            fields.append(_dg0_function(self.mesh, self.effective_stiffness(), "C_effective"))
+            fields.append(dg0_function(self.mesh, self.effective_stiffness(), "C_effective"))
         for name in coupling.parameter_names:
-            fields.append(_dg0_function(self.mesh, coupling.cell_averages(name), name))
+            fields.append(dg0_function(self.mesh, coupling.cell_averages(name), name))
         return {
             "displacement": write_vtx(path.parent / f"{path.name}_u.bp", [self.u], time),
             "micro": write_vtx(path.parent / f"{path.name}_micro.bp", fields, time),

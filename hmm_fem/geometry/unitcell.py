@@ -9,7 +9,7 @@ import ufl
 from dolfinx import fem
 from dolfinx import mesh as dmesh
 
-__all__ = ["UnitCell", "MATRIX", "INCLUSION", "cell_source"]
+__all__ = ["UnitCell", "MATRIX", "INCLUSION"]
 
 #: Physical tag of the matrix (host) phase in every generated cell.
 MATRIX = 1
@@ -133,29 +133,3 @@ class UnitCell:
         """Number of mesh cells."""
         return self.mesh.topology.index_map(self.dim).size_local
 
-
-def cell_source(cell, dim: int | None, parameter: str, resolution: float):
-    """Sort out the ``cell`` argument of a cell-bank micro model.
-
-    Args:
-        cell: A :class:`UnitCell` (one geometry) or a function ``value -> UnitCell`` of a
-            microstructure parameter (a macro field).
-        dim: The dimension with a function (default 2); ignored with a cell.
-        parameter: Name of the parameter (``"volume_fraction"``, ``"solid_fraction"``).
-        resolution: Resolution of the parameter (must be positive).
-
-    Returns:
-        ``(factory, fixed, dim, parameters)``: the function or ``None``, the cell or
-        ``None``, the dimension, and the model's parameter names.
-
-    Raises:
-        TypeError: if ``cell`` is neither.
-        ValueError: if ``resolution`` is not positive.
-    """
-    if not resolution > 0:
-        raise ValueError(f"parameter_resolution must be > 0, got {resolution}")
-    if isinstance(cell, UnitCell):
-        return None, cell, cell.dim, ()
-    if not callable(cell):
-        raise TypeError(f"cell must be a UnitCell or a function {parameter} -> UnitCell")
-    return cell, None, 2 if dim is None else int(dim), (parameter,)

@@ -6,9 +6,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..micro.protocol import MicroModel, MicroResponse
-from .stokes import PermeabilityCell
-from .unitcell import UnitCell, cell_source
+from ...cells.stokes import PermeabilityCell
+from ...geometry import UnitCell
+from ..bank import CellBank
+from ..protocol import MicroModel, MicroResponse
 
 __all__ = ["PermeabilityModel"]
 
@@ -49,20 +50,28 @@ class PermeabilityModel(MicroModel):
         dim: int | None = None,
         compaction=None,
     ):
-        if not viscosity > 0 or not length_scale > 0 or not parameter_resolution > 0:
+        if not viscosity > 0 or not length_scale > 0:
             raise ValueError(
-                f"viscosity, length_scale and parameter_resolution must be positive, got "
-                f"{viscosity}, {length_scale}, {parameter_resolution}"
+                f"PermeabilityModel: viscosity and length_scale must be positive, got "
+                f"{viscosity}, {length_scale}"
             )
         self.viscosity = float(viscosity)
         self.length_scale = float(length_scale)
-        self.parameter_resolution = float(parameter_resolution)
-        self._factory, self._fixed, self.dim, self.parameters = cell_source(
-            cell, dim, "solid_fraction", parameter_resolution
+        # One Stokes cell per distinct solid fraction, solved once; only k* is kept.
+        self.bank = CellBank(
+            cell,
+            self._solve_cell,
+            parameter="solid_fraction",
+            resolution=parameter_resolution,
+            dim=dim,
+            owner="PermeabilityModel",
         )
+        self.dim = self.bank.dim
+        self.parameters = self.bank.parameters
+        self.parameter_resolution = self.bank.resolution
         self.compaction = compaction
         if compaction is not None:
-            if self._factory is None:
+            if not self.bank.varies:
                 raise ValueError("compaction needs a cell function solid_fraction -> UnitCell")
             self.parameters = ()
         self.inputs = {"p": (), "grad_p": (self.dim,)}
@@ -73,17 +82,18 @@ class PermeabilityModel(MicroModel):
     @property
     def num_cells_built(self) -> int:
         """Number of distinct cells built and solved so far."""
-        return len(self._built)
+        return len(self.bank)
+
+    def _solve_cell(self, unit_cell: UnitCell) -> np.ndarray:
+        problem = PermeabilityCell(unit_cell)
+        try:
+            return problem.permeability() * self.length_scale**2
+        finally:
+            problem.destroy()
 
     def permeability(self, solid_fraction: float | None = None) -> np.ndarray:
         """``k*`` (physical units) of the cell for a solid fraction (or the fixed cell)."""
-        key = None if self._factory is None else float(solid_fraction)
-        if key not in self._built:
-            unit_cell = self._fixed if self._factory is None else self._factory(key)
-            problem = PermeabilityCell(unit_cell)
-            self._built[key] = problem.permeability() * self.length_scale**2
-            problem.destroy()
-        return self._built[key]
+        return self.bank.get(solid_fraction)
 
     def micro_state(self, inputs, parameters) -> np.ndarray:
         """The rounded solid fraction (one column), or no column for one geometry.
@@ -91,17 +101,11 @@ class PermeabilityModel(MicroModel):
         With compaction: the pressure (the solid fraction follows from it).
         """
         p = np.asarray(inputs["p"], dtype=np.float64).reshape(-1)
-        n = p.size
         if self.compaction is not None:
             return p[:, None]
-        if self._factory is None:
-            return np.empty((n, 0))
-        if "solid_fraction" not in parameters:
-            raise ValueError("this model needs the parameter 'solid_fraction' (a macro field)")
-        f = np.asarray(parameters["solid_fraction"], dtype=np.float64).reshape(-1)
-        return (np.round(f / self.parameter_resolution) * self.parameter_resolution)[:, None]
+        return self.bank.rounded(parameters, p.size)
 
-    def solve(self, state: np.ndarray) -> dict[str, np.ndarray]:
+    def solve(self, state: np.ndarray, context=None) -> dict[str, np.ndarray]:
         """``k*`` (and ``dk*/dp`` with compaction) at one state."""
         if self.compaction is None:
             k = self.permeability(float(state[0]) if len(state) else None)

@@ -1,4 +1,9 @@
-"""Output for ParaView (VTX / ADIOS2 ``.bp`` folders) and pictures (pyvista PNG)."""
+"""Pictures (pyvista PNG) of cell and macro fields.
+
+Rendering is off-screen (``off_screen=True`` on every plotter; it needs an X server
+such as ``xvfb-run`` or an off-screen VTK build). pyvista is imported on first use, and
+no global pyvista setting is changed.
+"""
 
 from __future__ import annotations
 
@@ -6,49 +11,9 @@ import os
 from pathlib import Path
 
 import numpy as np
-from dolfinx import fem, io, plot
+from dolfinx import plot
 
-__all__ = [
-    "write_vtx",
-    "write_conductivity_cell",
-    "plot_cell_fields",
-    "write_heat_fields",
-    "plot_macro_fields",
-]
-
-
-def write_vtx(path: str | os.PathLike, functions: list[fem.Function], time: float = 0.0) -> Path:
-    """Write functions that share one finite element space to a VTX ``.bp`` folder.
-
-    ParaView opens the folder with its ADIOS2 VTX reader (File > Open, pick the
-    ``.bp`` directory). Returns the path written.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    comm = functions[0].function_space.mesh.comm
-    with io.VTXWriter(comm, path, functions, engine="BP4") as writer:
-        writer.write(time)
-    return path
-
-
-def write_conductivity_cell(problem, directory: str | os.PathLike, prefix: str = "cell") -> dict:
-    """Write the correctors, local fluxes and phases of a solved conductivity cell.
-
-    Files (in ``directory``): ``<prefix>_correctors.bp`` (one field per load case),
-    ``<prefix>_flux.bp`` (``flux_x``, ``flux_y`` ...: the local heat flux for a unit
-    macro gradient along that axis) and ``<prefix>_phase.bp``.
-
-    Returns:
-        A dict of the written paths by kind.
-    """
-    directory = Path(directory)
-    problem.effective_tensor()
-    paths = {
-        "correctors": write_vtx(directory / f"{prefix}_correctors.bp", problem.correctors),
-        "flux": write_vtx(directory / f"{prefix}_flux.bp", problem.local_fluxes()),
-        "phase": write_vtx(directory / f"{prefix}_phase.bp", [problem.phase_field()]),
-    }
-    return paths
+__all__ = ["plot_cell_fields", "plot_macro_fields"]
 
 
 def plot_cell_fields(problem, filename: str | os.PathLike, load_case: int = 0) -> Path:
@@ -59,7 +24,6 @@ def plot_cell_fields(problem, filename: str | os.PathLike, load_case: int = 0) -
     """
     import pyvista
 
-    pyvista.OFF_SCREEN = True
     filename = Path(filename)
     filename.parent.mkdir(parents=True, exist_ok=True)
     chi = problem.correctors[load_case]
@@ -102,41 +66,6 @@ def plot_cell_fields(problem, filename: str | os.PathLike, load_case: int = 0) -
     return filename
 
 
-def _dg0_function(mesh, values: np.ndarray, name: str) -> fem.Function:
-    """A DG0 function (scalar, vector or tensor) from owned-cell values."""
-    shape = values.shape[1:]
-    space = fem.functionspace(mesh, ("DG", 0, shape) if shape else ("DG", 0))
-    function = fem.Function(space, name=name)
-    size = int(np.prod(shape)) if shape else 1
-    num_owned = values.shape[0]
-    dofs = space.dofmap.list[:num_owned, 0]
-    function.x.array.reshape(-1, size)[dofs] = values.reshape(num_owned, size)
-    function.x.scatter_forward()
-    return function
-
-
-def write_heat_fields(heat, path: str | os.PathLike, time: float = 0.0) -> dict:
-    """Write a macro heat (or Darcy) solution for ParaView.
-
-    ``<path>_T.bp``: the temperature (pressure); ``<path>_micro.bp``: cell averages of
-    the flux ``q``, of every per-point micro result (``K_effective``, ``dK_dT_effective``,
-    ``k_effective`` ...) and of the microstructure parameters, as DG0 fields.
-    """
-    path = Path(path)
-    coupling = heat.coupling
-    mesh = heat.mesh
-    fields = [_dg0_function(mesh, coupling.cell_averages("value"), "flux")]
-    # every per-point micro result (K*, dK*/dT, a permeability k ...) as a cell field
-    for name in coupling.last_response.solutions:
-        fields.append(_dg0_function(mesh, coupling.cell_averages(name), f"{name}_effective"))
-    for name in coupling.parameter_names:
-        fields.append(_dg0_function(mesh, coupling.cell_averages(name), name))
-    return {
-        "temperature": write_vtx(path.parent / f"{path.name}_T.bp", [heat.T], time),
-        "micro": write_vtx(path.parent / f"{path.name}_micro.bp", fields, time),
-    }
-
-
 def plot_macro_fields(
     heat,
     filename: str | os.PathLike,
@@ -151,7 +80,6 @@ def plot_macro_fields(
     """
     import pyvista
 
-    pyvista.OFF_SCREEN = True
     filename = Path(filename)
     filename.parent.mkdir(parents=True, exist_ok=True)
     mesh = heat.mesh

@@ -3,7 +3,7 @@
 Every generator builds the cell with the gmsh OpenCASCADE kernel, makes opposite
 faces periodic with ``gmsh.model.mesh.setPeriodic`` (the nodes on ``x_i = L_i``
 are the nodes on ``x_i = 0`` translated by ``L_i``), and returns a
-:class:`~hmm_fem.cells.unitcell.UnitCell` on ``MPI.COMM_SELF`` with
+:class:`~hmm_fem.geometry.unitcell.UnitCell` on ``MPI.COMM_SELF`` with
 
 * cell tags ``MATRIX = 1`` and ``INCLUSION = 2``
   (``phases = {"matrix": 1, "inclusion": 2}``),
@@ -48,8 +48,9 @@ from pathlib import Path
 import numpy as np
 from mpi4py import MPI
 
-from hmm_fem.cells.msh import box_facet_tags, check_periodic, gmsh_session, set_option
-from hmm_fem.cells.unitcell import INCLUSION, MATRIX, UnitCell
+from .msh import box_facet_tags, check_periodic, gmsh_session, set_option
+from .periodicity import tolerance
+from .unitcell import INCLUSION, MATRIX, UnitCell
 
 __all__ = [
     "TOUCHING_LIMITS",
@@ -155,12 +156,20 @@ def _check_msh_file(msh_file: str | os.PathLike | None) -> str | None:
 # --------------------------------------------------------------------------- gmsh helpers
 
 
-def _set_periodic(dim: int, lengths: Sequence[float]) -> None:
-    """Make every face ``x_i = L_i`` a periodic copy of the face ``x_i = 0``."""
+def _set_periodic(saved: dict, dim: int, lengths: Sequence[float]) -> None:
+    """Make every face ``x_i = L_i`` a periodic copy of the face ``x_i = 0``.
+
+    Faces and their partners are matched by their bounding boxes, to the one periodicity
+    tolerance. OpenCASCADE pads its own bounding boxes by its kernel tolerance (1e-7);
+    ``Geometry.OCCBoundsUseStl`` makes gmsh compute them from the surface triangulation
+    instead, which is exact on the planar box faces.
+    """
     import gmsh
 
+    set_option(saved, "Geometry.OCCBoundsUseStl", 1)
+    gmsh.model.occ.synchronize()
     L = list(lengths) + [0.0] * (3 - len(lengths))
-    eps = 1e-6 * max(lengths)
+    eps = tolerance(lengths)
     for axis in range(dim):
         lo = [-eps] * 3
         hi = [v + eps for v in L]
@@ -309,7 +318,7 @@ def _snap_to_box(lengths: Sequence[float]) -> None:
     """
     import gmsh
 
-    atol = 1e-9 * max(lengths)
+    atol = tolerance(lengths)
     for dim, tag in gmsh.model.getEntities():
         etags, ecoords, eparams = gmsh.model.mesh.getNodes(dim, tag, False, True)
         if len(etags) == 0:
@@ -348,7 +357,7 @@ def _finish(
 
     gmsh.model.addPhysicalGroup(dim, matrix, MATRIX, name="matrix")
     gmsh.model.addPhysicalGroup(dim, inclusion, INCLUSION, name="inclusion")
-    _set_periodic(dim, lengths)
+    _set_periodic(saved, dim, lengths)
     gmsh.model.mesh.generate(dim)
     _snap_to_box(lengths)
     if msh_file is not None:

@@ -6,10 +6,11 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from ..micro.protocol import MicroModel, MicroResponse
-from .conductivity import ConductivityCell
-from .laws import as_law
-from .unitcell import UnitCell, cell_source
+from ...cells.conductivity import ConductivityCell
+from ...geometry import UnitCell
+from ...materials.laws import as_law
+from ..bank import CellBank
+from ..protocol import MicroModel, MicroResponse
 
 __all__ = ["ConductivityModel"]
 
@@ -25,18 +26,22 @@ class ConductivityModel(MicroModel):
 
     The micro state is ``(T, f)``: T only if some phase law depends on temperature, the
     volume fraction ``f`` only if the cell geometry is a macro field. A cell with
-    constant phases and one geometry has an empty state and is solved once.
+    constant phases and one geometry has an empty state and is solved once. A cell is
+    built when a state first needs it, with the phase laws evaluated at that state's
+    temperature (so a law that is only defined at positive absolute temperatures, such as
+    :class:`~hmm_fem.materials.laws.ArrheniusLaw`, is never evaluated elsewhere).
 
     Args:
         cell: A :class:`UnitCell`, or a function ``f -> UnitCell`` building the cell for a
             volume fraction ``f`` (e.g. ``lambda f: cells.square(f)``). With a function the
             model takes the parameter ``volume_fraction``, rounded to multiples of
             ``parameter_resolution``; one cell is built per distinct rounded value.
-        laws: Phase name (or tag) -> a law from :mod:`hmm_fem.cells.laws` or a constant.
+        laws: Phase name (or tag) -> a law from :mod:`hmm_fem.materials.laws` or a constant.
         degree: Lagrange degree of the cell correctors.
         parameter_resolution: Resolution of the volume fraction (with a cell function).
         dim: Dimension, only needed with a cell function (default 2).
-        petsc_options: Cell solver options (default direct LU).
+        petsc_options: Cell solver options (default
+            :data:`~hmm_fem.cells.DEFAULT_SOLVER_OPTIONS`, a direct Cholesky).
     """
 
     def __init__(
@@ -52,41 +57,44 @@ class ConductivityModel(MicroModel):
         self.laws = {key: as_law(law) for key, law in dict(laws).items()}
         self.degree = degree
         self.petsc_options = petsc_options
-        self._cells: dict[float, ConductivityCell] = {}
-        self._factory, self._fixed, self.dim, self.parameters = cell_source(
-            cell, dim, "volume_fraction", parameter_resolution
+        self.bank = CellBank(
+            cell,
+            lambda unit_cell, phases: ConductivityCell(
+                unit_cell, phases, degree=self.degree, petsc_options=self.petsc_options
+            ),
+            parameter="volume_fraction",
+            resolution=parameter_resolution,
+            dim=dim,
+            owner="ConductivityModel",
         )
-        self.parameter_resolution = float(parameter_resolution)
+        self.dim = self.bank.dim
+        self.parameters = self.bank.parameters
+        self.parameter_resolution = self.bank.resolution
         self.temperature_dependent = any(law.depends_on_temperature for law in self.laws.values())
         self.inputs = {"T": (), "grad_T": (self.dim,)}
         self.output_shape = (self.dim,)
         self.state_names = (("T",) if self.temperature_dependent else ()) + self.parameters
 
     # -- the cell bank -------------------------------------------------------------------------
-    def cell_problem(self, volume_fraction: float | None = None) -> ConductivityCell:
-        """The (built-once) cell problem for a volume fraction (or the fixed cell)."""
-        key = None if self._factory is None else float(volume_fraction)
-        problem = self._cells.get(key)
-        if problem is None:
-            unit_cell = self._fixed if self._factory is None else self._factory(key)
-            if unit_cell.dim != self.dim:
-                raise ValueError(
-                    f"the cell is {unit_cell.dim}D but the model is {self.dim}D; "
-                    "pass dim= to ConductivityModel"
-                )
-            problem = ConductivityCell(
-                unit_cell,
-                self._phase_values(0.0),
-                degree=self.degree,
-                petsc_options=self.petsc_options,
+    def cell_problem(self, volume_fraction: float | None = None, T: float | None = None):
+        """The (built-once) cell problem for a volume fraction (or the fixed cell).
+
+        Args:
+            volume_fraction: The (rounded) volume fraction; ignored with a fixed cell.
+            T: Temperature at which the phase laws are evaluated if the cell is built now
+                (needed when a law depends on temperature).
+        """
+        if T is None and self.temperature_dependent and not self.bank.has(volume_fraction):
+            raise ValueError(
+                "ConductivityModel.cell_problem: the phase laws depend on temperature; give T "
+                "at which to build the cell"
             )
-            self._cells[key] = problem
-        return problem
+        return self.bank.get(volume_fraction, self._phase_values(0.0 if T is None else T))
 
     @property
     def num_cells_built(self) -> int:
         """Number of distinct cells built so far."""
-        return len(self._cells)
+        return len(self.bank)
 
     def _phase_values(self, T: float) -> dict:
         return {name: law.value(T) for name, law in self.laws.items()}
@@ -94,27 +102,18 @@ class ConductivityModel(MicroModel):
     # -- the protocol -------------------------------------------------------------------------
     def micro_state(self, inputs, parameters) -> np.ndarray:
         """Columns: ``T`` (if temperature-dependent), rounded ``volume_fraction`` (if a field)."""
-        T = np.asarray(inputs["T"], dtype=np.float64).reshape(-1)
-        columns = []
-        if self.temperature_dependent:
-            columns.append(T)
-        if self._factory is not None:
-            if "volume_fraction" not in parameters:
-                raise ValueError("this model needs the parameter 'volume_fraction' (a macro field)")
-            f = np.asarray(parameters["volume_fraction"], dtype=np.float64).reshape(-1)
-            columns.append(np.round(f / self.parameter_resolution) * self.parameter_resolution)
-        return np.column_stack(columns) if columns else np.empty((T.size, 0))
+        T = np.asarray(inputs["T"], dtype=np.float64).reshape(-1, 1)
+        columns = [T] if self.temperature_dependent else []
+        columns.append(self.bank.rounded(parameters, T.shape[0]))
+        return np.hstack(columns)
 
-    def solve(self, state: np.ndarray) -> dict[str, np.ndarray]:
+    def solve(self, state: np.ndarray, context=None) -> dict[str, np.ndarray]:
         """K* and dK*/dT at one state."""
-        column = 0
-        T = 0.0
-        if self.temperature_dependent:
-            T = float(state[column])
-            column += 1
-        f = float(state[column]) if self._factory is not None else None
-        problem = self.cell_problem(f)
-        K = problem.effective_tensor(self._phase_values(T))
+        T = float(state[0]) if self.temperature_dependent else 0.0
+        f = float(state[-1]) if self.bank.varies else None
+        phases = self._phase_values(T)
+        problem = self.bank.get(f, phases)
+        K = problem.effective_tensor(phases)
         dK_dT = np.zeros_like(K)
         if self.temperature_dependent:
             names = list(problem.cell.phases)

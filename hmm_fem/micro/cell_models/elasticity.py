@@ -11,10 +11,12 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from ..micro.protocol import MicroModel, MicroResponse
-from ..voigt import voigt_size
-from .elasticity import BOUNDARY_CONDITIONS, ElasticityCell, _as_stiffness
-from .unitcell import UnitCell, cell_source
+from ...cells.elasticity import BOUNDARY_CONDITIONS, ElasticityCell
+from ...geometry import UnitCell
+from ...materials.phases import as_stiffness
+from ...voigt import voigt_size
+from ..bank import CellBank
+from ..protocol import MicroModel, MicroResponse
 
 __all__ = ["ElasticityModel", "HyperelasticModel"]
 
@@ -84,15 +86,27 @@ class ElasticityModel(MicroModel):
         self.degree = int(degree)
         self.bc = bc
         self.petsc_options = petsc_options
-        self._cells: dict[float | None, ElasticityCell] = {}
-        self._factory, self._fixed, self.dim, self.parameters = cell_source(
-            cell, dim, "volume_fraction", parameter_resolution
+        self.bank = CellBank(
+            cell,
+            lambda unit_cell: ElasticityCell(
+                unit_cell,
+                self.phases,
+                degree=self.degree,
+                bc=self.bc,
+                petsc_options=self.petsc_options,
+            ),
+            parameter="volume_fraction",
+            resolution=parameter_resolution,
+            dim=dim,
+            owner="ElasticityModel",
         )
+        self.dim = self.bank.dim
+        self.parameters = self.bank.parameters
         self.size = voigt_size(self.dim)
         # Validate the phase values now (the phase names need the cell: at the first build).
         for key, value in self.phases.items():
-            _as_stiffness(value, self.dim, f"stiffness of phase {key!r}")
-        self.parameter_resolution = float(parameter_resolution)
+            as_stiffness(value, self.dim, f"stiffness of phase {key!r}")
+        self.parameter_resolution = self.bank.resolution
         self.inputs = {"strain": (self.size,)}
         self.output_shape = (self.size,)
         self.state_names = self.parameters
@@ -107,24 +121,7 @@ class ElasticityModel(MicroModel):
         Raises:
             ValueError: If the cell's dimension is not the model's.
         """
-        key = None if self._factory is None else float(volume_fraction)
-        problem = self._cells.get(key)
-        if problem is None:
-            unit_cell = self._fixed if self._factory is None else self._factory(key)
-            if unit_cell.dim != self.dim:
-                raise ValueError(
-                    f"the cell is {unit_cell.dim}D but the model is {self.dim}D; "
-                    "pass dim= to ElasticityModel"
-                )
-            problem = ElasticityCell(
-                unit_cell,
-                self.phases,
-                degree=self.degree,
-                bc=self.bc,
-                petsc_options=self.petsc_options,
-            )
-            self._cells[key] = problem
-        return problem
+        return self.bank.get(volume_fraction)
 
     def effective_tensor(self, volume_fraction: float | None = None) -> np.ndarray:
         """C* (Voigt ``n x n``) of the fixed cell or of the cell at ``volume_fraction``.
@@ -136,29 +133,21 @@ class ElasticityModel(MicroModel):
     @property
     def num_cells_built(self) -> int:
         """Number of distinct cells built so far."""
-        return len(self._cells)
+        return len(self.bank)
 
     def destroy(self) -> None:
         """Free the PETSc objects of every cell in the bank (the bank is emptied)."""
-        for problem in self._cells.values():
-            problem.destroy()
-        self._cells.clear()
+        self.bank.destroy()
 
     # -- the protocol -------------------------------------------------------------------------
     def micro_state(self, inputs, parameters) -> np.ndarray:
         """Zero columns (fixed cell) or the rounded ``volume_fraction`` (cell function)."""
         strain = np.asarray(inputs["strain"], dtype=np.float64).reshape(-1, self.size)
-        if self._factory is None:
-            return np.empty((strain.shape[0], 0))
-        if "volume_fraction" not in parameters:
-            raise ValueError("this model needs the parameter 'volume_fraction' (a macro field)")
-        f = np.asarray(parameters["volume_fraction"], dtype=np.float64).reshape(-1)
-        rounded = np.round(f / self.parameter_resolution) * self.parameter_resolution
-        return rounded.reshape(-1, 1)
+        return self.bank.rounded(parameters, strain.shape[0])
 
-    def solve(self, state: np.ndarray) -> dict[str, np.ndarray]:
+    def solve(self, state: np.ndarray, context=None) -> dict[str, np.ndarray]:
         """C* of the cell of this state: ``{"C": (n, n)}``."""
-        f = float(state[0]) if self._factory is not None else None
+        f = float(state[0]) if self.bank.varies else None
         return {"C": self.cell_problem(f).effective_tensor()}
 
     def respond(self, solutions, inputs, parameters) -> MicroResponse:
@@ -190,7 +179,7 @@ class HyperelasticModel(MicroModel):
     """
 
     def __init__(self, cell: UnitCell, phases: Mapping, **options):
-        from .hyperelastic import HyperelasticCell
+        from ...cells.hyperelastic import HyperelasticCell
 
         self.cell = HyperelasticCell(cell, phases, **options)
         self.dim = cell.dim
@@ -207,7 +196,7 @@ class HyperelasticModel(MicroModel):
         H = np.asarray(inputs["displacement_gradient"], dtype=np.float64)
         return H.reshape(H.shape[0], self.dim * self.dim)
 
-    def solve(self, state: np.ndarray) -> dict[str, np.ndarray]:
+    def solve(self, state: np.ndarray, context=None) -> dict[str, np.ndarray]:
         """One micro Newton solve: ``P*`` and ``A*`` at ``H = state``."""
         P, A = self.cell.respond(np.asarray(state).reshape(self.dim, self.dim))
         self.newton_iterations += self.cell.iterations

@@ -1,7 +1,7 @@
 """Read user gmsh ``.msh`` files as periodic unit cells, and check periodicity.
 
 A loaded cell follows the same conventions as the generated ones (see
-:mod:`hmm_fem.cells.unitcell`): the mesh lives on ``MPI.COMM_SELF``, its cells
+:mod:`hmm_fem.geometry.unitcell`): the mesh lives on ``MPI.COMM_SELF``, its cells
 carry the physical tags of the phases, and its boundary facets are tagged
 ``1, 2`` (``x = 0, L_0``), ``3, 4`` (``y``) and ``5, 6`` (``z``).
 
@@ -26,7 +26,8 @@ from dolfinx import mesh as dmesh
 from mpi4py import MPI
 from scipy.spatial import cKDTree
 
-from hmm_fem.cells.unitcell import UnitCell
+from .periodicity import PERIODICITY_TOLERANCE, on_face
+from .unitcell import UnitCell
 
 __all__ = ["load", "check_periodic", "box_facet_tags", "FACE_TAGS", "gmsh_session", "set_option"]
 
@@ -111,7 +112,9 @@ def _fmt(values) -> str:
     return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
 
 
-def check_periodic(mesh: dmesh.Mesh, lengths_or_box, name: str = "mesh", tol: float = 1e-8) -> None:
+def check_periodic(
+    mesh: dmesh.Mesh, lengths_or_box, name: str = "mesh", tol: float = PERIODICITY_TOLERANCE
+) -> None:
     """Check that opposite faces of the periodic box carry matching nodes.
 
     For every axis ``i``, every geometry node on the face ``x_i = max`` must
@@ -125,7 +128,8 @@ def check_periodic(mesh: dmesh.Mesh, lengths_or_box, name: str = "mesh", tol: fl
             ``[0, L_0] x [0, L_1] (x [0, L_2])``, or the box as a ``(2, gdim)``
             array ``[[min_0, min_1, ...], [max_0, max_1, ...]]``.
         name: Name of the mesh (file name, geometry) used in the error message.
-        tol: Matching tolerance relative to the largest side length.
+        tol: Matching tolerance relative to the largest side length (default
+            :data:`~hmm_fem.geometry.periodicity.PERIODICITY_TOLERANCE`).
 
     Raises:
         ValueError: If some face has no nodes or some node has no partner on
@@ -169,7 +173,9 @@ def check_periodic(mesh: dmesh.Mesh, lengths_or_box, name: str = "mesh", tol: fl
                 )
 
 
-def box_facet_tags(mesh: dmesh.Mesh, lengths: Sequence[float], tol: float = 1e-8):
+def box_facet_tags(
+    mesh: dmesh.Mesh, lengths: Sequence[float], tol: float = PERIODICITY_TOLERANCE
+):
     """Tag the boundary facets of a box mesh ``[0, L_0] x ... `` by face.
 
     Tags: ``1, 2`` for ``x = 0, L_0``; ``3, 4`` for ``y = 0, L_1``; ``5, 6`` for
@@ -178,7 +184,8 @@ def box_facet_tags(mesh: dmesh.Mesh, lengths: Sequence[float], tol: float = 1e-8
     Args:
         mesh: A mesh of the box with its lower corner at the origin.
         lengths: Side lengths of the box.
-        tol: Tolerance relative to the largest side length.
+        tol: Tolerance relative to the largest side length (default
+            :data:`~hmm_fem.geometry.periodicity.PERIODICITY_TOLERANCE`).
 
     Returns:
         The facet :class:`dolfinx.mesh.MeshTags`.
@@ -193,7 +200,7 @@ def box_facet_tags(mesh: dmesh.Mesh, lengths: Sequence[float], tol: float = 1e-8
             continue
         value = 0.0 if side == 0 else float(lengths[axis])
         found = dmesh.locate_entities_boundary(
-            mesh, fdim, lambda p, a=axis, v=value: np.abs(p[a] - v) <= atol
+            mesh, fdim, lambda p, a=axis, v=value: on_face(p, a, v, atol)
         )
         facets.append(found)
         values.append(np.full(found.size, tag, dtype=np.int32))
@@ -211,7 +218,9 @@ def _mesh_volume(mesh: dmesh.Mesh) -> float:
 
 
 def load(
-    path: str | os.PathLike, phases: Mapping[str, int] | None = None, tol: float = 1e-8
+    path: str | os.PathLike,
+    phases: Mapping[str, int] | None = None,
+    tol: float = PERIODICITY_TOLERANCE,
 ) -> UnitCell:
     """Load a periodic cell from a gmsh ``.msh`` file (2D or 3D).
 
@@ -237,7 +246,8 @@ def load(
             named. Default: the smallest tag is ``"matrix"``, every other tag
             ``t`` is ``"phase_<t>"``.
         tol: Relative tolerance (to the largest side length) of the periodicity
-            and box checks.
+            and box checks (default
+            :data:`~hmm_fem.geometry.periodicity.PERIODICITY_TOLERANCE`).
 
     Returns:
         The :class:`UnitCell` on ``MPI.COMM_SELF``, with ``geometry="msh"`` and
