@@ -25,7 +25,7 @@ class Quadratic(MicroModel):
     def micro_state(self, inputs, parameters):
         return np.asarray(parameters["s"]).reshape(-1, 1)
 
-    def solve(self, state):
+    def solve(self, state, context=None):
         self.solves += 1
         if state[0] < 0:
             raise ValueError("negative state")
@@ -125,3 +125,39 @@ def test_an_error_on_one_rank_is_raised_on_every_rank():
     s = np.array([-1.0 if comm.rank == comm.size - 1 else 0.5])
     with pytest.raises(MicroSolveError, match="negative state"):
         dispatcher.evaluate({"x": np.ones(1)}, {"s": s})
+
+
+def test_a_solve_without_context_still_works_with_a_deprecation_warning():
+    class Legacy(Quadratic):
+        def solve(self, state):  # the protocol before the context argument
+            return super().solve(state)
+
+    with pytest.warns(DeprecationWarning, match="solve\\(self, state, context\\)"):
+        dispatcher = Dispatcher(Legacy(), MPI.COMM_SELF)
+    response = dispatcher.evaluate({"x": np.ones(2)}, {"s": np.array([0.1, 0.2])})
+    assert np.allclose(response.value, [1.1, 1.2])
+
+
+def test_a_legacy_solve_cannot_declare_history():
+    class Legacy(Quadratic):
+        history = {"h": (1,)}
+
+        def solve(self, state):
+            return super().solve(state)
+
+    with pytest.raises(TypeError, match="takes no context"):
+        Dispatcher(Legacy(), MPI.COMM_SELF)
+
+
+@pytest.mark.mpi
+def test_calls_count_collective_evaluations_and_agree_over_ranks():
+    """``calls`` is the number of collective evaluations: the same on every rank, kept (not
+    summed) by ``total``; a difference of two snapshots counts the calls in between."""
+    comm = MPI.COMM_WORLD
+    dispatcher = Dispatcher(Quadratic(), comm)
+    before = dispatcher.statistics.total(comm)
+    for k in range(3):
+        dispatcher.evaluate({"x": np.ones(2)}, {"s": np.array([0.1, 0.2 + k])})
+    after = dispatcher.statistics.total(comm)
+    assert (after - before).calls == 3
+    assert after.point_evaluations == 6 * comm.size

@@ -320,7 +320,7 @@ class HardeningModel(MicroModel):
         self.largest.append(np.linalg.norm(strain, axis=1).max())
         return strain
 
-    def solve(self, state):
+    def solve(self, state, context=None):
         if np.linalg.norm(state) > self.limit:
             raise MicroSolveError(f"strain {np.linalg.norm(state):.3g} beyond {self.limit}")
         Ce = self.C @ state

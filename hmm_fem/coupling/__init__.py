@@ -1,11 +1,18 @@
 """Coupling of micro models to macro UFL problems: operators, dispatch, cache, Newton."""
 
-from .dispatch import Dispatcher, MicroStatistics
+from .dispatch import Dispatcher, MacroClock, MicroStatistics
 from .operator import MicroCoupling, coupling_of, effective_flux, micro_operator
-from .problem import DEFAULT_SNES_OPTIONS, MacroSolveError, NonlinearProblem, SolveReport
+from .problem import (
+    DEFAULT_NOISE_FACTOR,
+    DEFAULT_SNES_OPTIONS,
+    MacroSolveError,
+    NonlinearProblem,
+    SolveReport,
+)
 
 __all__ = [
     "Dispatcher",
+    "MacroClock",
     "MicroStatistics",
     "MicroCoupling",
     "coupling_of",
@@ -15,4 +22,5 @@ __all__ = [
     "SolveReport",
     "MacroSolveError",
     "DEFAULT_SNES_OPTIONS",
+    "DEFAULT_NOISE_FACTOR",
 ]

@@ -3,22 +3,33 @@
 Every rank holds the macro points of its own cells. A call to
 :meth:`Dispatcher.evaluate` is collective over the communicator:
 
-1. each rank computes the micro states of its points and finds the distinct ones
-   that are not in its cache;
-2. the missing states of all ranks are gathered (a few floats each) and made unique,
-   so a state needed on both ranks is solved once; the sorted states are dealt to the
-   ranks in contiguous blocks, solved on ``MPI.COMM_SELF``, and the results (small
-   arrays) are shared;
-3. every rank answers its points from the cache, vectorised.
+1. each rank computes the micro states of its points and their keys, and finds the
+   distinct keys that are not in its cache. A key is the state rounded to the state
+   tolerance, extended by what else decides the solve: the content hash of the point's
+   committed history (models with memory), the macro time and time step (time-dependent
+   models), and the global point id with the macro step and iteration (stochastic models,
+   whose random stream is seeded from them);
+2. the missing keys of all ranks are gathered (a few floats each) and made unique, so a
+   key needed on both ranks is solved once; the sorted keys are dealt to the ranks in
+   contiguous blocks, solved on ``MPI.COMM_SELF``, and the results (small arrays, and the
+   updated histories) are shared;
+3. every rank answers its points from the cache, vectorised, and records the updated
+   histories of its points as trial (see :mod:`hmm_fem.micro.history`).
 
-So the total number of micro solves does not depend on the number of ranks, and a
-model whose solve depends on no state (a linear cell) is solved once per run.
+So the total number of micro solves and every answer do not depend on the number of
+ranks, and a model whose solve depends on no state (a linear cell) is solved once per
+run. Errors are collective: if any rank fails, every rank raises the same
+:class:`~hmm_fem.micro.MicroSolveError`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import os
 import sys
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,14 +37,21 @@ from dataclasses import dataclass
 import numpy as np
 from mpi4py import MPI
 
-from ..micro.protocol import MicroModel, MicroResponse, MicroSolveError
+from ..micro.history import HistoryStore
+from ..micro.protocol import HISTORY_KEY, MicroModel, MicroResponse, MicroSolveError, SolveContext
 
-__all__ = ["Dispatcher", "MicroStatistics"]
+__all__ = ["Dispatcher", "MicroStatistics", "MacroClock"]
 
 
 @dataclass
 class MicroStatistics:
-    """Counters of the micro evaluations (of this rank, and summed over ranks).
+    """Counters of the micro evaluations.
+
+    ``point_evaluations``, ``micro_solves``, ``cache_hits`` and ``micro_seconds`` are this
+    rank's (:meth:`total` sums them over the ranks, seconds: the maximum). ``calls``
+    counts collective evaluations, which every rank takes part in, so it is the same on
+    every rank and :meth:`total` keeps it. The reports of the macro solvers hold the
+    difference over one solve (``after - before``).
 
     Attributes:
         point_evaluations: Macro points answered (summed over calls).
@@ -42,7 +60,7 @@ class MicroStatistics:
             cache, or sharing a state with another point of the same call (the points
             minus the distinct new states, per call).
         micro_seconds: Wall time spent in micro solves on this rank.
-        calls: Number of (collective) evaluations.
+        calls: Number of collective evaluations.
     """
 
     point_evaluations: int = 0
@@ -52,10 +70,17 @@ class MicroStatistics:
     calls: int = 0
 
     def total(self, comm: MPI.Comm) -> MicroStatistics:
-        """The statistics summed over the ranks of ``comm`` (seconds: the maximum)."""
+        """The statistics summed over the ranks of ``comm`` (seconds: the maximum).
+
+        Raises:
+            RuntimeError: If the ranks disagree on ``calls`` (a collective call was missed).
+        """
         sums = comm.allreduce(
             np.array([self.point_evaluations, self.micro_solves, self.cache_hits]), op=MPI.SUM
         )
+        calls = comm.allgather(self.calls) if comm.size > 1 else [self.calls]
+        if len(set(calls)) > 1:
+            raise RuntimeError(f"the ranks counted different numbers of evaluations: {calls}")
         return MicroStatistics(
             int(sums[0]),
             int(sums[1]),
@@ -64,16 +89,74 @@ class MicroStatistics:
             self.calls,
         )
 
+    def __sub__(self, other: MicroStatistics) -> MicroStatistics:
+        return MicroStatistics(
+            *(getattr(self, f.name) - getattr(other, f.name) for f in dataclasses.fields(self))
+        )
+
+    def __add__(self, other: MicroStatistics) -> MicroStatistics:
+        return MicroStatistics(
+            *(getattr(self, f.name) + getattr(other, f.name) for f in dataclasses.fields(self))
+        )
+
     def __str__(self):
         return (
-            f"{self.point_evaluations} point evaluations, {self.micro_solves} micro solves, "
-            f"{self.cache_hits} cache hits, {self.micro_seconds:.3f} s in micro solves"
+            f"{self.calls} evaluations, {self.point_evaluations} point evaluations, "
+            f"{self.micro_solves} micro solves, {self.cache_hits} cache hits, "
+            f"{self.micro_seconds:.3f} s in micro solves"
         )
+
+
+@dataclass
+class MacroClock:
+    """Where the macro solver stands: what a micro solve sees in its context.
+
+    Attributes:
+        time: Macro time at the end of the current step (a load factor in quasi-static
+            load stepping).
+        dt: The current macro time step (0: quasi-static or steady).
+        step: Index of the current macro step.
+        iteration: Index of the evaluation within the step (reset by every new step).
+    """
+
+    time: float = 0.0
+    dt: float = 0.0
+    step: int = 0
+    iteration: int = 0
 
 
 def _format_state(names, row) -> str:
     names = list(names) + [f"s{i}" for i in range(len(names), len(row))]
     return ", ".join(f"{n}={v:.6g}" for n, v in zip(names, row)) or "(no state)"
+
+
+def _solver_of(model: MicroModel) -> Callable[[np.ndarray, SolveContext], dict]:
+    """``model.solve`` as ``(state, context) -> dict``; a one-argument solve is adapted."""
+    try:
+        parameters = list(inspect.signature(model.solve).parameters.values())
+    except (TypeError, ValueError):
+        return model.solve
+    positional = [
+        p
+        for p in parameters
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) or p.kind == p.VAR_POSITIONAL
+    ]
+    if len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in positional):
+        return model.solve
+    name = type(model).__name__
+    if model.history or model.time_dependent or model.stochastic:
+        raise TypeError(
+            f"{name}.solve(state) takes no context, but the model declares history, time "
+            "or noise; write solve(self, state, context) and read context.history, "
+            "context.dt or context.rng()"
+        )
+    warnings.warn(
+        f"{name}.solve(state) without a context argument is deprecated; write "
+        "solve(self, state, context) (hmm_fem.micro.SolveContext)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return lambda state, context: model.solve(state)
 
 
 class Dispatcher:
@@ -87,8 +170,17 @@ class Dispatcher:
             rounded value, so states closer than it share one solve. ``0`` (the default)
             shares only bitwise-identical states; a small value such as ``1e-8`` makes the
             sharing independent of round-off (e.g. of the number of ranks).
-        cache_size: Largest number of solved states kept (least recently used dropped).
+        cache_size: Largest number of solved keys kept (least recently used dropped).
+            Stochastic models are not cached across calls: their key holds the macro step
+            and iteration, so it never recurs.
         progress: Show a tqdm bar over micro solves: ``None`` = only on a terminal.
+
+    Attributes:
+        clock: The :class:`MacroClock` (time, time step, step, iteration) the macro solver
+            sets with :meth:`set_time`.
+        history: The :class:`~hmm_fem.micro.history.HistoryStore` of a model with memory
+            (``None`` otherwise).
+        statistics: The :class:`MicroStatistics` of this rank.
     """
 
     def __init__(
@@ -102,22 +194,94 @@ class Dispatcher:
         tolerance = np.asarray(state_tolerance, dtype=np.float64)
         if np.any(tolerance < 0) or not np.all(np.isfinite(tolerance)):
             raise ValueError(f"state_tolerance must be finite and >= 0, got {state_tolerance}")
+        if int(cache_size) < 1:
+            raise ValueError(f"cache_size must be >= 1, got {cache_size}")
         self.model = model
         self.comm = comm
         self.state_tolerance = tolerance
         self.cache_size = int(cache_size)
         self.progress = progress
         self.statistics = MicroStatistics()
-        self._cache: OrderedDict[bytes, dict[str, np.ndarray]] = OrderedDict()
+        self.clock = MacroClock()
+        self._solve = _solver_of(model)
+        self._cache: OrderedDict[bytes, tuple[dict[str, np.ndarray], np.ndarray | None]] = (
+            OrderedDict()
+        )
+        self.history = (
+            HistoryStore(model.history, model.initial_history(), comm, type(model).__name__)
+            if model.history
+            else None
+        )
+
+    # -- the macro clock and the steps ---------------------------------------------------------
+    def set_time(self, time: float, dt: float = 0.0, step: int | None = None) -> None:
+        """Start a macro step ending at ``time`` with time step ``dt``.
+
+        Args:
+            time: Macro time (or load factor) at the end of the step.
+            dt: The step's length (``0``: quasi-static).
+            step: Index of the step; default: the previous one plus one.
+        """
+        if not (np.isfinite(time) and np.isfinite(dt)) or dt < 0:
+            raise ValueError(f"time must be finite and dt finite and >= 0, got {time}, {dt}")
+        self.clock = MacroClock(
+            float(time), float(dt), self.clock.step + 1 if step is None else int(step), 0
+        )
+
+    def commit(self) -> None:
+        """Accept the step: the trial histories become the committed ones (collective)."""
+        if self.history is not None:
+            self.history.commit()
+            # Keys of histories nobody holds any more cannot recur: drop their results.
+            for key in [k for k, (_, code) in self._cache.items() if not self._held(code)]:
+                del self._cache[key]
+
+    def rollback(self) -> None:
+        """Cut the step: drop the trial histories, exactly (no solve is redone)."""
+        if self.history is not None:
+            self.history.rollback()
+
+    def _held(self, code: np.ndarray | None) -> bool:
+        return code is None or self.history.is_referenced(code.tobytes())
+
+    def save_history(self, path: str | os.PathLike):
+        """Write the committed histories of all points to one ``.npz`` (collective).
+
+        See :mod:`hmm_fem.micro.history` for the format; returns the path.
+        """
+        self._require_history()
+        return self.history.save(path)
+
+    def load_history(self, path: str | os.PathLike, point_ids: np.ndarray) -> None:
+        """Read committed histories written by :meth:`save_history` (collective).
+
+        Args:
+            path: The ``.npz`` file (from a run on any number of ranks).
+            point_ids: Global ids of this rank's points, in evaluation order.
+        """
+        self._require_history()
+        self.history.load(path, point_ids)
+        self._cache.clear()
+
+    def _require_history(self) -> None:
+        if self.history is None:
+            raise ValueError(f"{type(self.model).__name__} has no history (no internal variables)")
 
     # -- helpers ---------------------------------------------------------------------------------
-    def _keys(self, states: np.ndarray) -> np.ndarray:
-        """The cache keys: states rounded to the tolerance grid (or the states themselves)."""
+    def _round(self, states: np.ndarray) -> np.ndarray:
+        """States rounded to the tolerance grid, in units of the tolerance (or as they are)."""
         if not np.any(self.state_tolerance > 0):
             return states
         tol = np.broadcast_to(self.state_tolerance, states.shape[1:])
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(tol > 0, np.round(states / np.where(tol > 0, tol, 1.0)), states)
+
+    def _grid_states(self, rounded: np.ndarray, states: np.ndarray) -> np.ndarray:
+        """The states at the grid value of their key (so a result depends on the key only)."""
+        if not np.any(self.state_tolerance > 0) or not len(rounded):
+            return states
+        tol = np.broadcast_to(self.state_tolerance, states.shape[1:])
+        return np.where(tol > 0, rounded * tol, states)
 
     def _progress_bar(self, total: int):
         show = self.progress
@@ -130,8 +294,12 @@ class Dispatcher:
         return tqdm(total=total, desc="micro solves", unit="solve", leave=False)
 
     def clear(self) -> None:
-        """Forget every cached solve."""
+        """Forget every cached solve (histories are kept)."""
         self._cache.clear()
+
+    def _default_point_ids(self, n: int) -> np.ndarray:
+        offset = self.comm.exscan(n) if self.comm.size > 1 else 0
+        return np.arange(n, dtype=np.int64) + int(offset or 0)
 
     # -- the collective evaluation ------------------------------------------------------------
     def evaluate(
@@ -139,6 +307,7 @@ class Dispatcher:
         inputs: Mapping[str, np.ndarray],
         parameters: Mapping[str, np.ndarray] | None = None,
         describe_point: Callable[[int], str] | None = None,
+        point_ids: np.ndarray | None = None,
     ) -> MicroResponse:
         """Answer the model at the ``n`` local points (collective over ``comm``).
 
@@ -146,6 +315,10 @@ class Dispatcher:
             inputs: Input name -> ``(n, *shape)`` array.
             parameters: Parameter name -> ``(n,)`` array.
             describe_point: Local point index -> text naming it (cell, coordinates) for errors.
+            point_ids: Global ids of the ``n`` points (``(n,)`` integers, the same whatever
+                the number of ranks); they seed the random streams of stochastic models and
+                index the histories. Default: the local index offset by the points of the
+                lower ranks.
 
         Raises:
             MicroSolveError: on every rank, if any input is not finite or any solve failed;
@@ -154,68 +327,98 @@ class Dispatcher:
         parameters = {} if parameters is None else dict(parameters)
         describe = describe_point or (lambda i: f"point {i}")
         comm = self.comm
+        model = self.model
         self.statistics.calls += 1
+        clock = self.clock
 
-        # 1. Local states and their finiteness.
+        # 1. Local states, their keys, and their finiteness.
         error = None
-        states = keys = None
+        states = keys = ids = None
         try:
             for name, array in {**inputs, **parameters}.items():
-                bad = ~np.isfinite(np.asarray(array, dtype=np.float64).reshape(len(array), -1)).all(
-                    axis=1
-                )
+                array = np.asarray(array, dtype=np.float64)
+                bad = ~np.isfinite(array.reshape(len(array), -1)).all(axis=1)
                 if bad.any():
                     i = int(np.flatnonzero(bad)[0])
                     raise MicroSolveError(
-                        f"non-finite macro input '{name}' = {np.asarray(array)[i]!r} at "
+                        f"non-finite macro input '{name}' = {array[i]!r} at "
                         f"{describe(i)} on rank {comm.rank} ({int(bad.sum())} such points); "
                         "the macro iterate diverged or a field is undefined there"
                     )
-            states = np.asarray(self.model.micro_state(inputs, parameters), dtype=np.float64)
+            states = np.asarray(model.micro_state(inputs, parameters), dtype=np.float64)
             states = states.reshape(states.shape[0], -1)
-            keys = self._keys(states)
+            n = states.shape[0]
+            ids = self._default_point_ids(n) if point_ids is None else np.asarray(point_ids)
+            ids = ids.astype(np.int64).reshape(-1)
+            if ids.size != n:
+                raise MicroSolveError(f"{ids.size} point ids for {n} points on rank {comm.rank}")
+            columns = [self._round(states)]
+            if self.history is not None:
+                self.history.attach(ids)
+                columns.append(self.history.committed_codes)
+            if model.time_dependent:
+                columns.append(np.tile([clock.time, clock.dt], (n, 1)))
+            if model.stochastic:
+                columns.append(
+                    np.column_stack(
+                        [ids, np.full(n, clock.step), np.full(n, clock.iteration)]
+                    ).astype(np.float64)
+                )
+            keys = np.hstack(columns)
         except Exception as exc:  # noqa: BLE001 - reported collectively below
             error = (
                 exc
                 if isinstance(exc, MicroSolveError)
-                else MicroSolveError(f"micro state could not be formed on rank {comm.rank}: {exc}")
+                else MicroSolveError(
+                    f"micro state could not be formed on rank {comm.rank}: "
+                    f"{type(exc).__name__}: {exc}"
+                )
             )
         self._raise_if_any(error)
 
         n = states.shape[0]
+        width = states.shape[1]
         unique_keys, first, inverse = np.unique(
             keys, axis=0, return_index=True, return_inverse=True
         )
         inverse = inverse.reshape(-1)
         key_bytes = [row.tobytes() for row in unique_keys]
         missing = [i for i, kb in enumerate(key_bytes) if kb not in self._cache]
+        # The smallest global point id needing each key: a rank-independent label.
+        first_ids = np.full(len(unique_keys), np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(first_ids, inverse, ids)
 
-        # 2. Global set of missing states, dealt over the ranks.
-        local_missing = (unique_keys[missing], states[first[missing]])
+        # 2. Global set of missing keys, dealt over the ranks.
+        local_missing = (unique_keys[missing], states[first[missing]], first_ids[missing])
         gathered = comm.allgather(local_missing) if comm.size > 1 else [local_missing]
-        all_keys = np.concatenate([g[0] for g in gathered]) if gathered else unique_keys[:0]
-        all_states = np.concatenate([g[1] for g in gathered]) if gathered else states[:0]
+        all_keys = np.concatenate([g[0] for g in gathered])
+        all_states = np.concatenate([g[1] for g in gathered])
+        all_ids = np.concatenate([g[2] for g in gathered])
         if len(all_keys):
-            global_keys, pick = np.unique(all_keys, axis=0, return_index=True)
+            global_keys, pick, back = np.unique(
+                all_keys, axis=0, return_index=True, return_inverse=True
+            )
             global_states = all_states[pick]
+            global_ids = np.full(len(global_keys), np.iinfo(np.int64).max, dtype=np.int64)
+            np.minimum.at(global_ids, back.reshape(-1), all_ids)
         else:
-            global_keys, global_states = all_keys, all_states
-        if np.any(self.state_tolerance > 0) and len(global_keys):
-            # Solve at the grid value: the result depends on the key only, so it is the
-            # same whichever point (or rank) met the state first.
-            tol = np.broadcast_to(self.state_tolerance, global_states.shape[1:])
-            global_states = np.where(tol > 0, global_keys * tol, global_states)
-        # Contiguous blocks of the sorted states: neighbouring (nearly equal) states stay on
+            global_keys, global_states, global_ids = all_keys, all_states, all_ids
+        # Solve at the grid value: the result depends on the key only, so it is the same
+        # whichever point (or rank) met the state first.
+        global_states = self._grid_states(global_keys[:, :width], global_states)
+        # Contiguous blocks of the sorted keys: neighbouring (nearly equal) states stay on
         # one rank, where the cell can reuse or warm-start from the previous solve.
         bounds = np.linspace(0, len(global_keys), comm.size + 1).astype(int)
         mine = range(bounds[comm.rank], bounds[comm.rank + 1])
-        solved: list[tuple[bytes, dict]] = []
+        solved: list[tuple[bytes, dict, dict | None]] = []
         failure = None
         bar = self._progress_bar(len(mine))
         start = time.perf_counter()
         for g in mine:
             try:
-                result = self.model.solve(global_states[g])
+                context = self._context(global_keys[g], width, int(global_ids[g]))
+                result = dict(self._solve(global_states[g], context))
+                new_history = self._take_history(result)
                 result = {k: np.asarray(v, dtype=np.float64) for k, v in result.items()}
                 for name, value in result.items():
                     if not np.all(np.isfinite(value)):
@@ -227,7 +430,7 @@ class Dispatcher:
                     f"{type(exc).__name__}: {exc}",
                 )
                 break
-            solved.append((global_keys[g].tobytes(), result))
+            solved.append((global_keys[g].tobytes(), result, new_history))
             if bar is not None:
                 bar.update()
         if bar is not None:
@@ -248,23 +451,35 @@ class Dispatcher:
                 w for ws in (comm.allgather(where) if comm.size > 1 else [where]) for w in ws
             ]
             raise MicroSolveError(
-                f"micro solve failed for state {_format_state(self.model.state_names, state)} "
+                f"micro solve failed for state {_format_state(model.state_names, state)} "
                 f"(needed at {', '.join(where_all[:3]) or 'an unknown point'}): {reason}"
             )
 
         # 3. Share the results, fill the cache, answer the local points.
         everything = comm.allgather(solved) if comm.size > 1 else [solved]
         for part in everything:
-            for kb, result in part:
-                self._cache[kb] = result
+            for kb, result, new_history in part:
+                code = None
+                if new_history is not None:
+                    code = self.history.add(new_history, "an updated history")
+                self._cache[kb] = (result, code)
         solutions_of_unique = []
+        codes_of_unique = []
         for kb in key_bytes:
             self._cache.move_to_end(kb)
-            solutions_of_unique.append(self._cache[kb])
+            result, code = self._cache[kb]
+            solutions_of_unique.append(result)
+            codes_of_unique.append(code)
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
+        if model.stochastic:
+            # A stochastic key holds the step and iteration: it never recurs.
+            self._cache.clear()
         self.statistics.point_evaluations += n
         self.statistics.cache_hits += n - len(missing)
+        self.clock.iteration += 1
+        if self.history is not None and n:
+            self.history.set_trial(np.array(codes_of_unique)[inverse])
 
         if solutions_of_unique:
             solutions = {
@@ -273,7 +488,40 @@ class Dispatcher:
             }
         else:
             solutions = {}
-        return self.model.respond(solutions, inputs, parameters)
+        return model.respond(solutions, inputs, parameters)
+
+    def _context(self, key: np.ndarray, width: int, point: int) -> SolveContext:
+        """The :class:`SolveContext` of one global key."""
+        clock = self.clock
+        history = None
+        if self.history is not None:
+            history = self.history.arrays(key[width : width + 2])
+        return SolveContext(
+            time=clock.time,
+            dt=clock.dt,
+            step=clock.step,
+            iteration=clock.iteration,
+            point=point,
+            history=history,
+            seed=(int(self.model.seed), point, clock.step, clock.iteration),
+        )
+
+    def _take_history(self, result: dict) -> dict | None:
+        """Pop the updated history from a solve result (required iff the model has one)."""
+        new_history = result.pop(HISTORY_KEY, None)
+        if self.history is None:
+            if new_history is not None:
+                raise MicroSolveError(
+                    f"the solve returned a '{HISTORY_KEY}' but {type(self.model).__name__} "
+                    "declares no history; declare its names and shapes in `history`"
+                )
+            return None
+        if new_history is None:
+            raise MicroSolveError(
+                f"{type(self.model).__name__} declares a history but its solve returned no "
+                f"'{HISTORY_KEY}' entry; return the updated internal variables"
+            )
+        return self.history.check(new_history, "the updated history")
 
     def _raise_if_any(self, error: Exception | None) -> None:
         """Raise ``error`` collectively: if any rank has one, every rank raises."""

@@ -11,8 +11,10 @@ arrive by a scatter, so no micro solve is repeated on two ranks.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
+import basix
 import basix.ufl
 import numpy as np
 import ufl
@@ -62,9 +64,12 @@ class MicroCoupling:
         self.space = fem.functionspace(mesh, element)
         self.points = self.space.element.interpolation_points
         self.num_points_per_cell = self.points.shape[0]
+        self.weights = self._quadrature_weights(cell_name)
         tdim = mesh.topology.dim
-        self.num_owned_cells = mesh.topology.index_map(tdim).size_local
+        index_map = mesh.topology.index_map(tdim)
+        self.num_owned_cells = index_map.size_local
         self.owned_cells = np.arange(self.num_owned_cells, dtype=np.int32)
+        self.point_ids = self._point_ids(mesh, index_map)
         self._expressions = [
             fem.Expression(e, self.points) for e in self.operand_exprs + self.parameter_exprs
         ]
@@ -74,6 +79,28 @@ class MicroCoupling:
         self.last_response: MicroResponse | None = None
         self.last_inputs: dict[str, np.ndarray] = {}
         self._operators: list[FEMExternalOperator] = []
+
+    def _point_ids(self, mesh, index_map) -> np.ndarray:
+        """Global ids of the owned quadrature points: input cell * points per cell + q.
+
+        The input (original) cell index does not depend on the partition, unlike DOLFINx's
+        global cell numbering, so the ids, which seed random streams and index histories,
+        are the same on any number of ranks.
+        """
+        original = np.asarray(mesh.topology.original_cell_index, dtype=np.int64)
+        if original.size >= self.num_owned_cells:
+            cells = original[: self.num_owned_cells]
+        else:
+            warnings.warn(
+                "the macro mesh does not know its input cell numbering (e.g. a submesh or a "
+                "refined mesh): micro point ids follow DOLFINx's global cell numbering, so "
+                "random streams and saved histories depend on the number of ranks",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            cells = index_map.local_to_global(self.owned_cells).astype(np.int64)
+        q = np.arange(self.num_points_per_cell, dtype=np.int64)
+        return (cells[:, None] * self.num_points_per_cell + q[None, :]).reshape(-1)
 
     @property
     def num_points(self) -> int:
@@ -107,7 +134,9 @@ class MicroCoupling:
     def evaluate(self) -> MicroResponse:
         """Evaluate the micro model at the owned quadrature points (collective)."""
         inputs, parameters = self._evaluate_operands()
-        response = self.dispatcher.evaluate(inputs, parameters, self.describe_point)
+        response = self.dispatcher.evaluate(
+            inputs, parameters, self.describe_point, point_ids=self.point_ids
+        )
         self.last_inputs = {**inputs, **parameters}
         self.last_response = response
         return response
@@ -152,6 +181,13 @@ class MicroCoupling:
         """
 
         def evaluate(*operand_values):
+            if self.model.history:
+                raise RuntimeError(
+                    f"{type(self.model).__name__} carries a history per macro point; evaluate it "
+                    "through the hmm-fem macro solvers (MicroCoupling.update), not "
+                    "dolfinx_external_operator.evaluate_external_operators, whose points "
+                    "include ghost cells"
+                )
             names = self.input_names + self.parameter_names
             n = operand_values[0].size // max(1, int(np.prod(self.model.inputs[names[0]])))
             inputs = {
@@ -171,8 +207,9 @@ class MicroCoupling:
     def cell_averages(self, name: str) -> np.ndarray:
         """Cell averages over the owned cells of the last evaluation.
 
-        ``name`` is ``"value"`` (the response), an input or parameter name, or a solution
-        entry (e.g. ``"K"``). Returns shape ``(num_owned_cells, *shape)``.
+        ``name`` is ``"value"`` (the response), ``"standard_error"`` (of a noisy response),
+        an input or parameter name, or a solution entry (e.g. ``"K"``). Returns shape
+        ``(num_owned_cells, *shape)``.
         """
         if self.last_response is None:
             raise RuntimeError("no micro evaluation yet")
@@ -180,21 +217,49 @@ class MicroCoupling:
             data = self.last_response.value
         elif name in self.last_response.solutions:
             data = self.last_response.solutions[name]
-        else:
+        elif name == "standard_error" and self.last_response.standard_error is not None:
+            data = self.last_response.standard_error
+        elif name in self.last_inputs:
             data = self.last_inputs[name]
+        else:
+            known = ["value", *self.last_response.solutions, *self.last_inputs]
+            raise KeyError(f"no micro quantity '{name}'; known: {known}")
+        return self._average(data)
+
+    def _quadrature_weights(self, cell_name: str) -> np.ndarray:
+        """The weights of the quadrature rule whose points the operator's space uses.
+
+        Raises:
+            ValueError: If basix's rule of this degree does not have the space's points
+                (the averages would be wrong; no other rule is guessed).
+        """
+        points, weights = basix.make_quadrature(basix.CellType[cell_name], self.quadrature_degree)
+        if points.shape != self.points.shape or not np.allclose(points, self.points):
+            raise ValueError(
+                f"the quadrature rule of degree {self.quadrature_degree} on {cell_name} cells "
+                f"has {len(weights)} points, but the micro operator's space has "
+                f"{self.points.shape[0]} other points; cell averages need the weights of the "
+                "space's own rule"
+            )
+        return np.asarray(weights, dtype=np.float64)
+
+    def history_averages(self, name: str, which: str = "trial") -> np.ndarray:
+        """Cell averages of history ``name`` of a model with memory, ``(num_owned_cells, *shape)``.
+
+        Args:
+            name: A history name of the model.
+            which: ``"trial"`` (the last evaluation) or ``"committed"`` (the last accepted step).
+        """
+        store = self.dispatcher.history
+        if store is None:
+            raise ValueError(f"{type(self.model).__name__} has no history")
+        return self._average(store.values(name, which))
+
+    def _average(self, data: np.ndarray) -> np.ndarray:
         nq = self.num_points_per_cell
         data = np.asarray(data).reshape(self.num_owned_cells, nq, *np.shape(data)[1:])
-        w = self._quadrature_weights()
+        w = self.weights
         return np.tensordot(w / w.sum(), data, axes=([0], [1]))
-
-    def _quadrature_weights(self) -> np.ndarray:
-        import basix
-
-        cell = basix.CellType[self.mesh.topology.cell_name()]
-        _, weights = basix.make_quadrature(cell, self.quadrature_degree)
-        if len(weights) != self.num_points_per_cell:
-            return np.ones(self.num_points_per_cell)
-        return weights
 
 
 def coupling_of(operator) -> MicroCoupling | None:

@@ -13,10 +13,17 @@ from dolfinx import fem
 from dolfinx_external_operator import replace_external_operators
 from petsc4py import PETSc
 
+from ..solver_options import PrefixedOptions
 from .dispatch import MicroStatistics
 from .operator import MicroCoupling, coupling_of
 
-__all__ = ["NonlinearProblem", "SolveReport", "MacroSolveError", "DEFAULT_SNES_OPTIONS"]
+__all__ = [
+    "NonlinearProblem",
+    "SolveReport",
+    "MacroSolveError",
+    "DEFAULT_SNES_OPTIONS",
+    "DEFAULT_NOISE_FACTOR",
+]
 
 #: Newton with full steps and a direct linear solver: with the consistent tangent from
 #: the micro models the convergence is quadratic.
@@ -31,6 +38,11 @@ DEFAULT_SNES_OPTIONS: dict[str, str | float | int] = {
     "pc_type": "lu",
     "pc_factor_mat_solver_type": "mumps",
 }
+
+#: A Newton iteration on noisy micro responses stops when the residual norm is below this
+#: factor times the residual's noise level (the norm of its standard deviations): the
+#: norm of pure noise is about 1 times it, so below 2 times the residual is noise.
+DEFAULT_NOISE_FACTOR = 2.0
 
 _counter = itertools.count()
 
@@ -50,6 +62,11 @@ class SolveReport:
         seconds: Wall time of the solve.
         micro_seconds: Of which in micro solves on this rank.
         statistics: Micro statistics of this solve summed over ranks.
+        noise_level: The residual's noise level at the last iterate (the norm of the
+            standard deviations of its entries, from the micro responses' standard
+            errors); ``0`` for deterministic micro models.
+        converged_at_noise: Whether Newton stopped because the residual reached the noise
+            level (see :data:`DEFAULT_NOISE_FACTOR`) rather than the SNES tolerances.
     """
 
     converged_reason: int
@@ -58,6 +75,8 @@ class SolveReport:
     seconds: float
     micro_seconds: float
     statistics: MicroStatistics = field(default_factory=MicroStatistics)
+    noise_level: float = 0.0
+    converged_at_noise: bool = False
 
     @property
     def macro_seconds(self) -> float:
@@ -102,8 +121,15 @@ class NonlinearProblem:
         u: The unknown.
         bcs: Dirichlet conditions.
         J: Jacobian form; default ``ufl.derivative(F, u)``.
-        petsc_options: SNES/KSP options, added to :data:`DEFAULT_SNES_OPTIONS`.
+        petsc_options: SNES/KSP options, added to :data:`DEFAULT_SNES_OPTIONS`. They stay
+            in the PETSc database under the prefix for the life of the problem (so options
+            read at factorisation time, such as ``mat_mumps_icntl_7``, take effect);
+            :meth:`destroy` removes them.
         petsc_options_prefix: Options prefix (default: a unique ``hmm_macro_<n>_``).
+        noise_factor: With noisy micro models (responses with standard errors), Newton
+            stops when the residual norm is below ``noise_factor`` times the residual's
+            noise level, instead of chasing the noise (default
+            :data:`DEFAULT_NOISE_FACTOR`).
     """
 
     def __init__(
@@ -114,7 +140,11 @@ class NonlinearProblem:
         J=None,
         petsc_options: dict | None = None,
         petsc_options_prefix: str | None = None,
+        noise_factor: float = DEFAULT_NOISE_FACTOR,
     ):
+        if not (np.isfinite(noise_factor) and noise_factor > 0):
+            raise ValueError(f"noise_factor must be positive, got {noise_factor}")
+        self.noise_factor = float(noise_factor)
         V = u.function_space
         if J is None:
             J = ufl.derivative(F, u, ufl.TrialFunction(V))
@@ -146,7 +176,14 @@ class NonlinearProblem:
             petsc_options_prefix=prefix,
             petsc_options=options,
         )
+        # DOLFINx removes the options right after setFromOptions; keep them for the life of
+        # the solver: the factorisation reads some of them (e.g. a MUMPS ordering) later.
+        self._options = PrefixedOptions(prefix, options)
         snes = self.problem.solver
+        self.bcs = list(bcs or [])
+        self._noise_forms = self._compile_noise_forms(F_replaced) if self.stochastic else []
+        self.noise_level = 0.0
+        self._converged_at_noise = False
         self._evaluated_at: bytes | None = None
         self._pending_error: Exception | None = None
         residual_ctx = {
@@ -188,6 +225,77 @@ class NonlinearProblem:
         snes.setJacobian(jacobian, self.problem.A, self.problem.P_mat)
         self.residual_norms: list[float] = []
         snes.setMonitor(lambda _snes, _it, norm: self.residual_norms.append(float(norm)))
+        if self.stochastic:
+            snes.setConvergenceTest(self._noise_aware_convergence)
+
+    # -- noise ---------------------------------------------------------------------------------
+    @property
+    def stochastic(self) -> bool:
+        """Whether some micro model is noisy (Newton then stops at the noise level)."""
+        return any(c.model.stochastic for c in self.couplings)
+
+    def _compile_noise_forms(self, F_replaced) -> list:
+        """``dF/d(response coefficient)`` of every response operator, compiled once.
+
+        Its entries are the weights by which each quadrature value of a response enters
+        each residual entry, so independent errors of standard deviation ``s`` at the
+        quadrature points give the residual entries the variances ``(B o B) s^2``.
+        """
+        forms = []
+        for op in self.F_operators:
+            if any(op.derivatives):
+                continue
+            coefficient = op.ref_coefficient
+            trial = ufl.TrialFunction(coefficient.function_space)
+            form = fem.form(ufl.derivative(F_replaced, coefficient, trial))
+            forms.append((coupling_of(op), form, dolfinx.fem.petsc.create_matrix(form)))
+        return forms
+
+    def _update_noise_level(self) -> None:
+        """The norm of the standard deviations of the residual entries (collective)."""
+        variance = self.problem.b.duplicate()
+        variance.set(0.0)
+        for coupling, form, B in self._noise_forms:
+            error = coupling.last_response.standard_error if coupling.last_response else None
+            if error is None:
+                continue
+            B.zeroEntries()
+            dolfinx.fem.petsc.assemble_matrix(B, form)
+            B.assemble()
+            indptr, indices, data = B.getValuesCSR()
+            B.setValuesCSR(indptr, indices, data**2)
+            B.assemble()
+            s2 = B.createVecRight()
+            size = coupling.num_points * int(np.prod(coupling.model.output_shape))
+            s2.array[:size] = np.asarray(error, dtype=np.float64).reshape(-1) ** 2
+            s2.array[size:] = 0.0  # owned quadrature values only (ghost cells not evaluated)
+            B.multAdd(s2, variance, variance)
+            s2.destroy()
+        for bc in self.bcs:
+            dofs, first_ghost = bc.dof_indices()
+            variance.array[dofs[:first_ghost]] = 0.0  # constrained rows carry no noise
+        self.noise_level = float(np.sqrt(variance.sum()))
+        variance.destroy()
+
+    def _noise_aware_convergence(self, snes, iteration, norms):
+        """SNES's default tests, plus: stop when the residual is at the noise level."""
+        _, _, fnorm = norms
+        rtol, atol, _, max_it = snes.getTolerances()
+        reasons = PETSc.SNES.ConvergedReason
+        if not np.isfinite(fnorm):
+            return reasons.DIVERGED_FUNCTION_NANORINF
+        if iteration == 0:
+            self._first_norm = fnorm
+        if fnorm <= atol:
+            return reasons.CONVERGED_FNORM_ABS
+        if iteration > 0 and fnorm <= rtol * self._first_norm:
+            return reasons.CONVERGED_FNORM_RELATIVE
+        if fnorm <= self.noise_factor * self.noise_level:
+            self._converged_at_noise = True
+            return reasons.CONVERGED_FNORM_ABS
+        if iteration >= max_it:
+            return reasons.DIVERGED_MAX_IT
+        return reasons.CONVERGED_ITERATING
 
     @property
     def solver(self) -> PETSc.SNES:
@@ -203,7 +311,39 @@ class NonlinearProblem:
         dolfinx.fem.petsc.assign(x, self.u)
         for coupling in self.couplings:
             coupling.update(self.F_operators + self.J_operators)
+        if self._noise_forms:
+            self._update_noise_level()
         self._evaluated_at = signature
+
+    # -- steps ---------------------------------------------------------------------------------
+    def set_time(self, time: float, dt: float = 0.0, step: int | None = None) -> None:
+        """Start a macro step (time or load factor at its end, its length) for every micro model."""
+        for coupling in self.couplings:
+            coupling.dispatcher.set_time(time, dt, step)
+
+    def commit(self) -> None:
+        """Accept the step: trial micro histories become committed (collective)."""
+        for coupling in self.couplings:
+            coupling.dispatcher.commit()
+
+    def rollback(self) -> None:
+        """Cut the step: drop the trial micro histories (exactly)."""
+        for coupling in self.couplings:
+            coupling.dispatcher.rollback()
+        self._evaluated_at = None
+
+    def statistics(self) -> MicroStatistics:
+        """This rank's micro statistics summed over the couplings (whole run)."""
+        total = MicroStatistics()
+        for coupling in self.couplings:
+            total = total + coupling.dispatcher.statistics
+        # Collective evaluations happen for every coupling at once: count them once.
+        total.calls = max((c.dispatcher.statistics.calls for c in self.couplings), default=0)
+        return total
+
+    def destroy(self) -> None:
+        """Remove this problem's PETSc options from the database."""
+        self._options.clear()
 
     def solve(self) -> SolveReport:
         """Run Newton from the current ``u``.
@@ -216,18 +356,11 @@ class NonlinearProblem:
                 message); ``u`` then holds the last iterate.
             hmm_fem.micro.MicroSolveError: if a micro solve failed (names the point).
         """
-        before = [
-            (
-                c.dispatcher.statistics.micro_seconds,
-                c.dispatcher.statistics.micro_solves,
-                c.dispatcher.statistics.point_evaluations,
-                c.dispatcher.statistics.cache_hits,
-            )
-            for c in self.couplings
-        ]
+        before = self.statistics()
         self.residual_norms = []
         self._evaluated_at = None
         self._pending_error = None
+        self._converged_at_noise = False
         start = time.perf_counter()
         try:
             self.problem.solve()
@@ -242,14 +375,7 @@ class NonlinearProblem:
         reason = self.solver.getConvergedReason()
         iterations = self.solver.getIterationNumber()
         comm = self.u.function_space.mesh.comm
-        local = MicroStatistics()
-        for c, (sec, solves, points, hits) in zip(self.couplings, before):
-            s = c.dispatcher.statistics
-            local.micro_seconds += s.micro_seconds - sec
-            local.micro_solves += s.micro_solves - solves
-            local.point_evaluations += s.point_evaluations - points
-            local.cache_hits += s.cache_hits - hits
-            local.calls = s.calls
+        local = self.statistics() - before
         report = SolveReport(
             reason,
             iterations,
@@ -257,6 +383,8 @@ class NonlinearProblem:
             seconds,
             local.micro_seconds,
             local.total(comm),
+            noise_level=self.noise_level,
+            converged_at_noise=self._converged_at_noise,
         )
         if reason <= 0:
             norms = ", ".join(f"{r:.3e}" for r in self.residual_norms)
@@ -279,11 +407,20 @@ class NonlinearProblem:
         return b
 
     def jacobian_matrix(self) -> PETSc.Mat:
-        """Assemble the Jacobian at the current ``u`` (micro models evaluated); a new Mat."""
+        """Assemble the Jacobian at the current ``u`` (micro models evaluated); a new Mat.
+
+        Raises:
+            hmm_fem.micro.MicroSolveError: If a micro evaluation failed (no matrix is
+                returned half assembled).
+        """
         x = self.u.x.petsc_vec.copy()
         A = self.problem.A.duplicate()
         self._jacobian_callback(self.solver, x, A, None)
         x.destroy()
+        if self._pending_error is not None:
+            error, self._pending_error = self._pending_error, None
+            A.destroy()
+            raise error
         return A
 
     @staticmethod

@@ -368,6 +368,11 @@ class StaticElasticity:
         ``2**max_cuts``); after a converged step the increment is doubled again, up to the
         nominal one. Every attempt is recorded in the report's ``steps``.
 
+        Micro models with memory (plasticity) see each step as one increment from the last
+        converged state: the load factor is their pseudo-time, a converged step commits
+        their histories, and a failed attempt rolls them back exactly, so a cut step gives
+        the answer of a run with the smaller steps from the start.
+
         Args:
             steps: Number of nominal load increments (1: one Newton solve at full load).
             load: The final load factor (1: the full load).
@@ -390,8 +395,7 @@ class StaticElasticity:
             raise ValueError(f"max_cuts must be an integer >= 0, got {max_cuts!r}")
         if not np.isfinite(load):
             raise ValueError(f"load must be finite, got {load!r}")
-        statistics = self.coupling.dispatcher.statistics
-        before = dataclasses.replace(statistics)
+        before = dataclasses.replace(self.coupling.dispatcher.statistics)
         start = time.perf_counter()
         first = self.converged_load
         ramp = float(load) - first
@@ -407,6 +411,8 @@ class StaticElasticity:
                 end = 1.0
             target = float(load) if end == 1.0 else first + end * ramp
             self.set_load(target)
+            # The load factor is the pseudo-time of the micro models (history, own clock).
+            self.problem.set_time(target, abs(target - self.converged_load))
             attempt_start = time.perf_counter()
             try:
                 report = self.problem.solve()
@@ -422,6 +428,7 @@ class StaticElasticity:
                 )
                 attempts.append(failed)
                 self.u.x.array[:] = saved
+                self.problem.rollback()
                 self.set_load(self.converged_load)
                 if halvings >= max_cuts:
                     err.add_note(
@@ -444,6 +451,7 @@ class StaticElasticity:
                 )
             )
             iterations += report.iterations
+            self.problem.commit()
             self.converged_load = target
             saved[:] = self.u.x.array
             done = end
@@ -451,14 +459,7 @@ class StaticElasticity:
                 break
             halvings = max(halvings - 1, 0)
         self.last_steps = attempts
-        after = statistics
-        local = MicroStatistics(
-            after.point_evaluations - before.point_evaluations,
-            after.micro_solves - before.micro_solves,
-            after.cache_hits - before.cache_hits,
-            after.micro_seconds - before.micro_seconds,
-            after.calls - before.calls,
-        )
+        local = self.coupling.dispatcher.statistics - before
         return SteppedSolveReport(
             report.converged_reason,
             iterations,

@@ -106,8 +106,18 @@ class SteadyHeat:
         return self.coupling.dispatcher.statistics
 
     def solve(self) -> SolveReport:
-        """Newton solve; returns the :class:`SolveReport` (raises if not converged)."""
-        return self.problem.solve()
+        """Newton solve; returns the :class:`SolveReport` (raises if not converged).
+
+        Micro models with memory have their histories committed after convergence (rolled
+        back if the solve fails).
+        """
+        try:
+            report = self.problem.solve()
+        except Exception:
+            self.problem.rollback()
+            raise
+        self.problem.commit()
+        return report
 
     def effective_conductivity(self) -> np.ndarray:
         """Cell averages of K* at the last evaluation, ``(num_owned_cells, d, d)``."""
@@ -153,10 +163,23 @@ class TransientHeat(SteadyHeat):
         return self._heat_capacity * (self.T - self.T_old) / self.dt * v * ufl.dx
 
     def step(self) -> SolveReport:
-        """Advance one time step (T_old <- T after convergence)."""
-        report = self.problem.solve()
+        """Advance one time step (T_old <- T after convergence).
+
+        Micro models see the step's end time and length (``context.time``, ``context.dt``);
+        their histories are committed after convergence. If Newton or a micro solve fails,
+        T, the time and the histories are left as they were before the step.
+        """
+        dt = float(self.dt.value)
+        self.problem.set_time(self.time + dt, dt)
+        try:
+            report = self.problem.solve()
+        except Exception:
+            self.T.x.array[:] = self.T_old.x.array
+            self.problem.rollback()
+            raise
+        self.problem.commit()
         self.T_old.x.array[:] = self.T.x.array
-        self.time += float(self.dt.value)
+        self.time += dt
         return report
 
 
@@ -195,15 +218,22 @@ class _Renamed(MicroModel):
         self.output_shape = model.output_shape
         self.parameters = model.parameters
         self.state_names = model.state_names
+        self.history = model.history
+        self.time_dependent = model.time_dependent
+        self.stochastic = model.stochastic
+        self.seed = model.seed
 
     def _inputs(self, inputs):
         return {"p": inputs["T"], "grad_p": inputs["grad_T"]}
 
+    def initial_history(self):
+        return self.model.initial_history()
+
     def micro_state(self, inputs, parameters):
         return self.model.micro_state(self._inputs(inputs), parameters)
 
-    def solve(self, state):
-        return self.model.solve(state)
+    def solve(self, state, context):
+        return self.model.solve(state, context)
 
     def respond(self, solutions, inputs, parameters):
         response = self.model.respond(solutions, self._inputs(inputs), parameters)

@@ -1,16 +1,30 @@
 """Micro models: the batch protocol every micro model implements, and what wraps one.
 
-The protocol (:mod:`~hmm_fem.micro.protocol`) is free of finite elements. The micro
-models built on the periodic cells (:mod:`~hmm_fem.micro.cell_models`) and the cell bank
+The protocol (:mod:`~hmm_fem.micro.protocol`), the history store
+(:mod:`~hmm_fem.micro.history`), the ensembles of noisy models
+(:mod:`~hmm_fem.micro.noise`) and the tangents without an analytic form
+(:mod:`~hmm_fem.micro.tangents`) are free of finite elements. The micro models built on
+the periodic cells (:mod:`~hmm_fem.micro.cell_models`) and the cell bank
 (:mod:`~hmm_fem.micro.bank`) load DOLFINx on first use.
 """
 
-from .protocol import MicroModel, MicroResponse, MicroSolveError
+from .history import HistoryStore
+from .noise import EnsembleAverage
+from .pointwise import PointwiseWrapper
+from .protocol import HISTORY_KEY, MicroModel, MicroResponse, MicroSolveError, SolveContext
+from .tangents import FiniteDifferenceTangent, SecantTangent
 
 __all__ = [
     "MicroModel",
     "MicroResponse",
     "MicroSolveError",
+    "SolveContext",
+    "HISTORY_KEY",
+    "HistoryStore",
+    "EnsembleAverage",
+    "FiniteDifferenceTangent",
+    "SecantTangent",
+    "PointwiseWrapper",
     "CellBank",
     "ConductivityModel",
     "ElasticityModel",
