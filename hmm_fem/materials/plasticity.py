@@ -3,9 +3,10 @@
 The law of the elastoplastic phase of the FE² plasticity cells, evaluated at ``n``
 material points at once (no Python loop over points): radial return for isotropic
 linear elasticity, the von Mises yield function, linear isotropic and linear kinematic
-(Prager) hardening, and the algorithmic (consistent) tangent. The formulation and the
-algorithm are those of Simo & Hughes, *Computational Inelasticity* (1998), Box 3.2 and
-eq. (3.3.21), with the kinematic hardening of their Section 3.3.
+(Prager) hardening, and the algorithmic (consistent) tangent. The formulation, the
+radial return and its consistent tangent are those of J2 flow theory with combined
+isotropic/kinematic hardening in Simo & Hughes, *Computational Inelasticity* (Springer,
+1998), chapter 3, specialised to linear hardening (so the return is closed form).
 
 Model (tensors; ``dev`` is the deviator, ``||.||`` the Frobenius norm)::
 
@@ -126,8 +127,10 @@ class J2Plasticity:
     Example:
         >>> law = J2Plasticity(E=200e3, nu=0.3, yield_stress=250.0, isotropic_hardening=1e3)
         >>> state = law.initial_state(n=4)
-        >>> response = law.return_mapping(strain, state)    # strain: (4, 6)
-        >>> response.stress, response.tangent, response.yielded
+        >>> strain = np.full((4, 6), 2e-3)                  # Voigt, engineering shears
+        >>> response = law.return_mapping(strain, state)    # at every Newton iterate
+        >>> response.stress.shape, response.tangent.shape, response.yielded.shape
+        ((4, 6), (4, 6, 6), (4,))
         >>> state = response.state                          # commit after convergence
     """
 
@@ -155,7 +158,9 @@ class J2Plasticity:
             kinematic_hardening=kinematic_hardening,
         )
         what = "J2Plasticity"
-        self.E, self.nu = require_young_poisson(float(E), float(nu), what, (E, nu))
+        self.E, self.nu = require_young_poisson(
+            _require_real(E, "E", what, given), _require_real(nu, "nu", what, given), what, (E, nu)
+        )
         self.yield_stress = _require_real(yield_stress, "yield_stress", what, given)
         if not self.yield_stress > 0.0:
             raise ValueError(
@@ -220,14 +225,15 @@ class J2Plasticity:
     ) -> np.ndarray:
         """``f = ||dev(sigma) - beta|| - sqrt(2/3) (sigma_y + H_iso alpha)``, shape ``(n,)``.
 
-        Args:
-            stress_3d: Full 3D Voigt stresses ``(n, 6)``.
-            back_stress: Voigt back stresses ``(n, 6)``.
-            equivalent_plastic_strain: ``alpha``, ``(n,)``.
-
         Negative inside the elastic domain, zero on the yield surface; in the units of ``E``
         (``sqrt(3/2) f`` is the excess of the von Mises stress of ``sigma - beta`` over the
-        current yield stress).
+        current yield stress). After :meth:`return_mapping`, ``f = 0`` to round-off at the
+        points that yielded and ``f < 0`` at the others.
+
+        Args:
+            stress_3d: Full 3D Voigt stresses ``(n, 6)`` (:attr:`J2Response.stress_3d`).
+            back_stress: Voigt back stresses ``(n, 6)``.
+            equivalent_plastic_strain: ``alpha``, ``(n,)``.
         """
         xi = _DEVIATOR @ (np.asarray(stress_3d) - np.asarray(back_stress)).T
         xi = xi.T * _MANDEL
@@ -269,10 +275,9 @@ class J2Plasticity:
         hardening = self.isotropic_hardening + self.kinematic_hardening
 
         # Everything in the orthonormal (Mandel) basis, where norms and projectors are plain,
-        # and component-major ((6, n) arrays): NumPy is several times slower on (n, 6) arrays
-        # broadcast against a length-6 row than on long contiguous rows.
-        # The inputs are transposed once into contiguous copies: mixing the two layouts in
-        # one operation is slower still.
+        # and component-major: NumPy is several times slower on (n, 6) arrays broadcast
+        # against a length-6 row than on (6, n) rows, and slower still when one operation
+        # mixes the two layouts, so the inputs are transposed once into contiguous copies.
         weights = _MANDEL[:, None]
         eps_p = np.ascontiguousarray(eps_p.T)
         beta = np.ascontiguousarray(beta.T)
