@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from hmm_fem import references
+from hmm_fem import cells, cli, references
 
 
 def run(*args):
@@ -90,7 +90,7 @@ def test_cell_conductivity_text_output():
     "args, message",
     [
         (["--geometry", "square", "--volume-fraction", "0.9"], "touching limit"),
-        (["--geometry", "square", "--volume-fraction", "-0.1"], "volume_fraction"),
+        (["--geometry", "square", "--volume-fraction", "-0.1"], "--volume-fraction -0.1"),
         (["--geometry", "square"], "--volume-fraction is required"),
         (["--geometry", "square", "--volume-fraction", "0.3", "--matrix", "-1"], "positive"),
         (
@@ -229,3 +229,132 @@ def test_demo_list():
     assert out.returncode == 0 and "cell_conductivity" in out.stdout
     assert "fe2_heat_spreader" in out.stdout
     assert run("demo", "no_such_demo").returncode == 2
+
+
+# -- the exit-code contract: 0 success, 1 a computation failed, 2 user error, 3 internal failure --
+def call(capsys, *args):
+    """Run the command in process; return (exit code, stdout, stderr)."""
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+COND = ["cell", "conductivity", "--matrix", "1", "--inclusion", "10"]
+
+
+def test_exit_code_1_for_a_computation_that_failed_for_a_stated_reason():
+    """A contrast of 1e200 overflows the cell matrix: the library's solve check reports it."""
+    out = run(
+        "cell", "conductivity", "--geometry", "square", "--volume-fraction", "0.3",
+        "--mesh-size", "0.2", "--matrix", "1", "--inclusion", "1e200",
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    assert "linear solve failed" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_stated_failures_are_the_library_exceptions():
+    """The names the CLI looks up for exit code 1 exist and are exceptions."""
+    import importlib
+
+    for module, name in cli.STATED_FAILURES:
+        assert issubclass(getattr(importlib.import_module(module), name), Exception)
+
+
+def test_exit_code_3_for_an_internal_failure_with_traceback_and_where_to_report(
+    capsys, monkeypatch
+):
+    def broken(self, *args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(cells.ConductivityCell, "effective_tensor", broken)
+    args = [*COND, "--geometry", "square", "--volume-fraction", "0.3", "--mesh-size", "0.2"]
+    code, out, err = call(capsys, *args)
+    assert code == 3
+    assert "Traceback" in err and "ZeroDivisionError: a bug" in err
+    assert "issue tracker" in err
+    assert "hmm-fem " + " ".join(args) in err  # the command line to put in the report
+
+
+def test_a_value_error_during_the_solve_is_internal_not_a_user_error(capsys, monkeypatch):
+    """Only the library's input validation, before any solve, is a user error."""
+
+    def broken(self, *args, **kwargs):
+        raise ValueError("operands could not be broadcast")
+
+    monkeypatch.setattr(cells.ConductivityCell, "effective_tensor", broken)
+    code, _, err = call(
+        capsys, *COND, "--geometry", "square", "--volume-fraction", "0.3", "--mesh-size", "0.2"
+    )
+    assert code == 3 and "issue tracker" in err
+
+
+def test_a_value_error_from_another_library_while_building_is_internal(capsys, monkeypatch):
+    """A ValueError raised by NumPy (not by hmm-fem's validation) is not blamed on the user."""
+    import numpy
+
+    def broken(*args, **kwargs):
+        return numpy.zeros(2).reshape(3)  # raises ValueError inside NumPy
+
+    monkeypatch.setattr(cells, "square", broken)
+    code, _, err = call(capsys, *COND, "--geometry", "square", "--volume-fraction", "0.3")
+    assert code == 3 and "issue tracker" in err
+
+
+@pytest.mark.parametrize(
+    "args, option, internal",
+    [
+        (
+            ["cell", "permeability", "--geometry", "square", "--solid-fraction", "0.8"],
+            "--solid-fraction 0.8",
+            "volume_fraction",
+        ),
+        ([*COND, "--geometry", "square", "--volume-fraction", "0.9"], "--volume-fraction 0.9",
+         "volume_fraction"),
+        ([*COND, "--geometry", "square", "--volume-fraction", "0.3", "--mesh-size", "0.9"],
+         "--mesh-size 0.9", "mesh_size"),
+        ([*COND, "--geometry", "random", "--volume-fraction", "0.3", "--num-inclusions", "0"],
+         "--num-inclusions 0", "num_inclusions"),
+        ([*COND, "--geometry", "square", "--volume-fraction", "0.3", "--degree", "0"],
+         "--degree", "degree"),
+        (["cell", "conductivity", "--geometry", "square", "--volume-fraction", "0.3",
+          "--matrix", "-1", "--inclusion", "10"], "--matrix -1", "phase 'matrix'"),
+        (["cell", "elasticity", "--geometry", "square", "--volume-fraction", "0.3",
+          "--matrix", "1,0.6", "--inclusion", "10,0.2"], "--matrix 1,0.6", "phase 'matrix'"),
+    ],
+)  # fmt: skip
+def test_user_errors_name_the_option_typed(capsys, args, option, internal):
+    code, out, err = call(capsys, *args)
+    assert code == 2 and out == ""
+    assert option in err, err
+    assert internal not in err.replace(option.split()[0], ""), err
+    assert "Traceback" not in err
+
+
+def test_jammed_random_discs_are_a_user_error_naming_the_options(capsys):
+    code, _, err = call(
+        capsys, *COND, "--geometry", "random", "--volume-fraction", "0.54",
+        "--num-inclusions", "30", "--mesh-size", "0.2",
+    )  # fmt: skip
+    assert code == 2
+    assert "--volume-fraction 0.54" in err and "--num-inclusions 30" in err
+    assert "jammed" in err and "volume_fraction" not in err
+
+
+def test_argparse_errors_and_help_return_their_codes_in_process(capsys):
+    assert cli.main(["cell", "conductivity", "--geometry", "hexagon"]) == 2
+    assert "invalid choice" in capsys.readouterr().err
+    assert cli.main(["--help"]) == 0
+
+
+def test_demo_leaves_sys_argv_as_it_was(capsys, tmp_path):
+    """`hmm-fem demo` sets sys.argv for the demo script and restores it, also on failure."""
+    before = list(sys.argv)
+    code = cli.main(
+        ["demo", "cell_conductivity", "--quick", "--no-png", "--output", str(tmp_path / "out")]
+    )
+    assert code == 0 and "all checks passed" in capsys.readouterr().out
+    assert sys.argv == before
+    # The demo's own argument parser refuses an option: its exit code, argv restored.
+    assert cli.main(["demo", "cell_conductivity", "--no-such-option"]) == 2
+    assert sys.argv == before
+
