@@ -1,8 +1,11 @@
 """The `hmm-fem` command-line contract."""
 
 import json
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -358,3 +361,57 @@ def test_demo_leaves_sys_argv_as_it_was(capsys, tmp_path):
     assert cli.main(["demo", "cell_conductivity", "--no-such-option"]) == 2
     assert sys.argv == before
 
+
+def test_installed_package_ships_the_demos_and_meshes(tmp_path):
+    """Install the package with pip, then run it with the repository off the path."""
+    repo = Path(__file__).resolve().parent.parent
+    source = tmp_path / "source"  # an in-tree build would write build/ into the checkout
+    source.mkdir()
+    skip = shutil.ignore_patterns("__pycache__")
+    for name in ("pyproject.toml", "README.md", "hmm_fem", "demos", "meshes"):
+        if (repo / name).is_dir():
+            shutil.copytree(repo / name, source / name, ignore=skip)
+        elif (repo / name).is_file():
+            shutil.copy(repo / name, source / name)
+    target = tmp_path / "site-packages"
+    pip = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
+         "--no-index", "--quiet", "--target", str(target), str(source)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert pip.returncode == 0, pip.stderr
+    # Every subpackage of the source tree is installed.
+    subpackages = {p.parent.relative_to(repo) for p in (repo / "hmm_fem").rglob("__init__.py")}
+    assert {p for p in subpackages if not (target / p / "__init__.py").is_file()} == set()
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(target)}
+
+    def installed(*args):
+        out = subprocess.run(
+            [sys.executable, "-m", "hmm_fem", *args],
+            cwd=elsewhere, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    where = subprocess.run(
+        [sys.executable, "-c", "import hmm_fem; print(hmm_fem.__file__)"],
+        cwd=elsewhere, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert Path(where.stdout.strip()).is_relative_to(target)  # not the checkout
+
+    listing = installed("demo")
+    for demo in sorted((repo / "demos").glob("demo_*.py")):
+        assert demo.stem.removeprefix("demo_") in listing
+        assert (target / "hmm_fem" / "demos" / demo.name).is_file()
+    assert str(target / "hmm_fem" / "demos") in listing
+    meshes = installed("meshes")
+    for mesh in sorted((repo / "meshes").glob("*.msh")):
+        assert (target / "hmm_fem" / "meshes" / mesh.name).is_file()
+        assert str(target / "hmm_fem" / "meshes" / mesh.name) in meshes
+    assert (target / "hmm_fem" / "meshes" / "README.md").is_file()
+    # The demo finds its mesh in the installed package.
+    out = installed("demo", "cell_conductivity", "--quick", "--no-png", "--output", "out")
+    assert "all checks passed" in out and "fibre_square_f0.4.msh" in out
