@@ -120,9 +120,9 @@ def _from_options(options: Mapping[str, str] | None = None) -> Iterator[None]:
 
     Inside it, a ``ValueError`` raised by hmm-fem's own validation is the user's input
     rejected: it becomes a :class:`UsageError` (exit code 2) whose message names the
-    options (``options`` maps a library parameter name to the option that set it). An
-    ``OSError`` about a named file (an output folder that cannot be made) is one too.
-    Anything else passes through unchanged.
+    options (``options`` maps a library parameter name to the option that set it).
+    Anything else passes through unchanged. (The library reports a missing or unreadable
+    mesh file as a ``ValueError`` too.)
     """
     try:
         yield
@@ -130,10 +130,6 @@ def _from_options(options: Mapping[str, str] | None = None) -> Iterator[None]:
         if not _raised_by_hmm_fem(err):
             raise
         raise UsageError(_name_options(str(err), options or {})) from err
-    except OSError as err:
-        if err.filename is None:
-            raise
-        raise UsageError(f"'{err.filename}': {err.strerror}") from err
 
 
 def _parse_property(text: str, option: str) -> float | list[float]:
@@ -359,8 +355,14 @@ def _report(args, unit_cell, problem, tensor, start, name, extra=None) -> None:
     if getattr(args, "output", None):
         from hmm_fem.io import write_conductivity_cell
 
-        with _from_options():
+        try:
             files = write_conductivity_cell(problem, args.output)
+        except OSError as err:  # a folder that cannot be made: the user's path
+            if err.filename is None:
+                raise
+            raise UsageError(
+                f"--output {args.output}: cannot write '{err.filename}': {err.strerror}"
+            ) from err
         result["files"] = {k: str(v) for k, v in files.items()}
     if args.json:
         print(json.dumps(result))

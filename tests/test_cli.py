@@ -333,6 +333,16 @@ def test_user_errors_name_the_option_typed(capsys, args, option, internal):
     assert "Traceback" not in err
 
 
+def test_an_output_folder_that_cannot_be_made_is_a_user_error(capsys, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    base = [*COND, "--geometry", "square", "--volume-fraction", "0.3", "--mesh-size", "0.2"]
+    code, _, err = call(capsys, *base, "--output", str(blocker))
+    assert code == 2 and "--output" in err and "exists" in err
+    code, _, err = call(capsys, *base, "--output", str(blocker / "sub"))
+    assert code == 2 and "--output" in err and "Not a directory" in err
+
+
 def test_jammed_random_discs_are_a_user_error_naming_the_options(capsys):
     code, _, err = call(
         capsys, *COND, "--geometry", "random", "--volume-fraction", "0.54",
