@@ -439,11 +439,11 @@ def _cell_permeability(args) -> int:
     start = time.perf_counter()
     if args.solid_fraction is None:
         raise UsageError(f"--solid-fraction is required with --geometry {args.geometry}")
+    if args.flow == "axial" and args.geometry == "cubic":  # before meshing the 3D cell
+        raise UsageError("--flow axial is for 2D cells of parallel cylinders (square, hexagonal)")
     generator = getattr(cells, args.geometry)
     with _from_options({"volume_fraction": "--solid-fraction", "mesh_size": "--mesh-size"}):
         unit_cell = generator(args.solid_fraction, mesh_size=args.mesh_size)
-    if args.flow == "axial" and unit_cell.dim != 2:
-        raise UsageError("--flow axial is for 2D cells of parallel cylinders (square, hexagonal)")
     with _from_options({"volume_fraction": "--solid-fraction"}):
         problem = (cells.AxialFlowCell if args.flow == "axial" else cells.PermeabilityCell)(
             unit_cell
