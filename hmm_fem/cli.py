@@ -5,18 +5,46 @@ Examples::
     hmm-fem info
     hmm-fem cell conductivity --geometry square --volume-fraction 0.4 \
         --matrix 1 --inclusion 10 --json
+    hmm-fem cell conductivity --mesh meshes/fibre_square_f0.4.msh --matrix 1 --inclusion 10
     hmm-fem demo cell_conductivity
+    hmm-fem meshes
 
-Errors go to stderr with exit code 2.
+Exit codes (messages go to stderr, results to stdout):
+
+* ``0``: success.
+* ``1``: a computation failed for a stated reason: a cell, micro or macro solve did not
+  converge or gave an unusable answer (:class:`hmm_fem.cells.CellSolveError`,
+  :class:`hmm_fem.micro.MicroSolveError`, :class:`hmm_fem.coupling.MacroSolveError`), or a
+  demo's own checks failed. The reason is printed.
+* ``2``: a user error: a bad option or value (the message names the option), a mesh file
+  that is missing or not a periodic cell, an output folder that cannot be written.
+* ``3``: an internal failure: any other exception. The traceback is printed with the
+  command line, to be reported on the hmm-fem issue tracker.
+
+How a user error is told from a bug. The library validates its arguments where they
+enter (the geometry generators, ``cells.load``, the cell-problem constructors) and raises
+``ValueError`` there; a bug can raise ``ValueError`` too. A ``ValueError`` counts as a
+user error only if both (a) it is raised while the command turns the options into a cell
+and a cell problem, before any solve, and (b) it is raised by hmm-fem's own code (the
+innermost frame of its traceback is in the ``hmm_fem`` package), not by NumPy, DOLFINx or
+another library underneath. Any other ``ValueError`` is an internal failure (3). The
+library's messages name its parameters (``volume_fraction=0.8``); the command rewrites
+them with the option that gave the value (``--solid-fraction 0.8``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib.resources
 import json
+import re
 import runpy
+import shlex
 import sys
 import time
+import traceback
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 __all__ = ["main"]
@@ -24,16 +52,84 @@ __all__ = ["main"]
 GEOMETRIES = ("laminate", "square", "hexagonal", "cubic", "random")
 
 
+#: The library's exceptions for a computation that failed for a stated reason (exit code 1),
+#: as (module, name). Looked up in ``sys.modules`` only: an exception of a class whose module
+#: was never imported cannot have been raised, and the error path imports nothing.
+STATED_FAILURES = (
+    ("hmm_fem.cells", "CellSolveError"),
+    ("hmm_fem.micro", "MicroSolveError"),
+    ("hmm_fem.coupling", "MacroSolveError"),
+)
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
 class UsageError(Exception):
     """Bad command-line input (reported on stderr, exit code 2)."""
 
 
-def _demo_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "demos"
+def _shipped(folder: str) -> Path:
+    """The ``demos`` or ``meshes`` folder shipped with the package.
+
+    Installed, it is the package data ``hmm_fem/<folder>`` (pyproject.toml maps the
+    repository's top-level folder there); in a checkout it is ``<repository>/<folder>``.
+    """
+    installed = importlib.resources.files("hmm_fem") / folder
+    if installed.is_dir():
+        return Path(str(installed))
+    checkout = _PACKAGE.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / folder).is_dir():
+        return checkout / folder
+    raise RuntimeError(
+        f"the {folder}/ folder is neither installed with the package ({installed}) nor in a"
+        f" source checkout ({checkout / folder}); the installation is incomplete"
+    )
 
 
 def _demos() -> dict[str, Path]:
-    return {p.stem.removeprefix("demo_"): p for p in sorted(_demo_dir().glob("demo_*.py"))}
+    return {p.stem.removeprefix("demo_"): p for p in sorted(_shipped("demos").glob("demo_*.py"))}
+
+
+def _raised_by_hmm_fem(err: BaseException) -> bool:
+    """Whether the innermost frame of ``err``'s traceback is in the hmm_fem package."""
+    tb = err.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return Path(tb.tb_frame.f_code.co_filename).resolve().is_relative_to(_PACKAGE)
+
+
+def _name_options(message: str, options: Mapping[str, str]) -> str:
+    """Rewrite the library's parameter names in ``message`` as the options the user typed.
+
+    ``volume_fraction=0.8 is ...`` becomes ``--solid-fraction 0.8 is ...``. A bare name is
+    rewritten if it is an identifier (``volume_fraction``), or a plain word (``degree``)
+    only where it opens the message, as the library's argument checks write it.
+    """
+    for parameter, option in options.items():
+        message = re.sub(rf"\b{parameter}=", f"{option} ", message)
+        bare = rf"(?<![-\w]){parameter}\b" if "_" in parameter else rf"^{parameter}\b"
+        message = re.sub(bare, option, message)
+    return message
+
+
+@contextlib.contextmanager
+def _from_options(options: Mapping[str, str] | None = None) -> Iterator[None]:
+    """A block that turns option values into library objects, before any solve.
+
+    Inside it, a ``ValueError`` raised by hmm-fem's own validation is the user's input
+    rejected: it becomes a :class:`UsageError` (exit code 2) whose message names the
+    options (``options`` maps a library parameter name to the option that set it).
+    Anything else passes through unchanged. (The library reports a missing or unreadable
+    mesh file as a ``ValueError`` too.)
+    """
+    try:
+        yield
+    except ValueError as err:
+        if not _raised_by_hmm_fem(err):
+            raise
+        raise UsageError(_name_options(str(err), options or {})) from err
 
 
 def _parse_property(text: str, option: str) -> float | list[float]:
@@ -135,6 +231,8 @@ def _build_parser() -> argparse.ArgumentParser:
     perm.add_argument("--mesh-size", type=float, metavar="H", help="element size (default adapted)")
     perm.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
+    sub.add_parser("meshes", help="list the ready periodic cells (.msh) shipped with hmm-fem")
+
     demo = sub.add_parser("demo", help="run a demo script from demos/")
     demo.add_argument("name", nargs="?", help="demo name (omit to list them)")
     demo.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the demo")
@@ -177,12 +275,29 @@ def _info() -> int:
     return 0
 
 
+#: Library parameter -> option, for the messages of the generators and cell problems.
+_CELL_OPTIONS = {
+    "volume_fraction": "--volume-fraction",
+    "mesh_size": "--mesh-size",
+    "num_inclusions": "--num-inclusions",
+    "degree": "--degree",
+}
+
+
 def _unit_cell(args, dim: int | None = None):
     """The unit cell named on the command line (generated, or loaded with --mesh)."""
     from hmm_fem import cells
 
     if args.mesh:
-        return cells.load(args.mesh)
+        for option, value in (("--volume-fraction", args.volume_fraction),
+                              ("--mesh-size", args.mesh_size)):  # fmt: skip
+            if value is not None:
+                raise UsageError(
+                    f"{option} applies to a generated cell (--geometry); a --mesh cell is"
+                    " used as meshed"
+                )
+        with _from_options():
+            return cells.load(args.mesh)
     if args.volume_fraction is None:
         raise UsageError(f"--volume-fraction is required with --geometry {args.geometry}")
     options = {"mesh_size": args.mesh_size}
@@ -197,7 +312,29 @@ def _unit_cell(args, dim: int | None = None):
             )
     if args.geometry == "random":
         options.update(num_inclusions=args.num_inclusions, seed=args.seed)
-    return getattr(cells, args.geometry)(args.volume_fraction, **options)
+        try:
+            with _from_options(_CELL_OPTIONS):
+                return cells.random(args.volume_fraction, **options)
+        except RuntimeError as err:
+            # The documented failure of random placement (no exception class of its own):
+            # the discs asked for do not fit, which the user changes with the options.
+            placement = "random: could not place"
+            if not str(err).startswith(placement):
+                raise
+            raise UsageError(
+                f"--geometry random --volume-fraction {args.volume_fraction:g}"
+                f" --num-inclusions {args.num_inclusions} --seed {args.seed}:"
+                f" {_name_options(str(err).removeprefix('random: '), _CELL_OPTIONS)}"
+            ) from err
+    with _from_options(_CELL_OPTIONS):
+        return getattr(cells, args.geometry)(args.volume_fraction, **options)
+
+
+def _check_output(args) -> None:
+    """Refuse an --output that names an existing file before any work is done."""
+    output = getattr(args, "output", None)
+    if output and Path(output).exists() and not Path(output).is_dir():
+        raise UsageError(f"--output {output}: a file of that name exists; give a folder")
 
 
 def _report(args, unit_cell, problem, tensor, start, name, extra=None) -> None:
@@ -218,7 +355,14 @@ def _report(args, unit_cell, problem, tensor, start, name, extra=None) -> None:
     if getattr(args, "output", None):
         from hmm_fem.io import write_conductivity_cell
 
-        files = write_conductivity_cell(problem, args.output)
+        try:
+            files = write_conductivity_cell(problem, args.output)
+        except OSError as err:  # a folder that cannot be made: the user's path
+            if err.filename is None:
+                raise
+            raise UsageError(
+                f"--output {args.output}: cannot write '{err.filename}': {err.strerror}"
+            ) from err
         result["files"] = {k: str(v) for k, v in files.items()}
     if args.json:
         print(json.dumps(result))
@@ -239,19 +383,27 @@ def _report(args, unit_cell, problem, tensor, start, name, extra=None) -> None:
 
 def _cell_conductivity(args) -> int:
     from hmm_fem import cells
+    from hmm_fem.materials.phases import as_conductivity
 
     start = time.perf_counter()
+    _check_output(args)
     k_m = _parse_property(args.matrix, "--matrix")
     k_i = _parse_property(args.inclusion, "--inclusion")
     unit_cell = _unit_cell(args)
-    conductivities = {name: (k_m if name == "matrix" else k_i) for name in unit_cell.phases}
-    problem = cells.ConductivityCell(unit_cell, conductivities, degree=args.degree)
+    with _from_options(_CELL_OPTIONS):
+        # Checked here so that the message names the option (the cell names the phase).
+        for option, text, value in (("--matrix", args.matrix, k_m),
+                                    ("--inclusion", args.inclusion, k_i)):  # fmt: skip
+            as_conductivity(value, unit_cell.dim, f"{option} {text}")
+        conductivities = {name: (k_m if name == "matrix" else k_i) for name in unit_cell.phases}
+        problem = cells.ConductivityCell(unit_cell, conductivities, degree=args.degree)
     _report(args, unit_cell, problem, problem.effective_tensor(), start, "K*")
     return 0
 
 
 def _cell_elasticity(args) -> int:
     from hmm_fem.cells.elasticity import ElasticityCell
+    from hmm_fem.materials.phases import as_stiffness
 
     start = time.perf_counter()
     phases = {}
@@ -259,13 +411,16 @@ def _cell_elasticity(args) -> int:
         values = _parse_property(text, option)
         if not isinstance(values, list) or len(values) != 2:
             raise UsageError(f"{option} {text!r}: expected E,NU (Young's modulus, Poisson ratio)")
-        phases[option[2:]] = tuple(values)
+        phases[option] = (text, tuple(values))
     unit_cell = _unit_cell(args, dim=3 if args.three_d else 2)
-    by_name = {
-        name: (phases["matrix"] if name == "matrix" else phases["inclusion"])
-        for name in unit_cell.phases
-    }
-    problem = ElasticityCell(unit_cell, by_name, degree=args.degree, bc=args.bc)
+    with _from_options(_CELL_OPTIONS):
+        for option, (text, values) in phases.items():
+            as_stiffness(values, unit_cell.dim, f"{option} {text}")
+        by_name = {
+            name: phases["--matrix" if name == "matrix" else "--inclusion"][1]
+            for name in unit_cell.phases
+        }
+        problem = ElasticityCell(unit_cell, by_name, degree=args.degree, bc=args.bc)
     tensor = problem.effective_tensor()
     extra = {
         "convention": "voigt",
@@ -284,19 +439,19 @@ def _cell_permeability(args) -> int:
     start = time.perf_counter()
     if args.solid_fraction is None:
         raise UsageError(f"--solid-fraction is required with --geometry {args.geometry}")
+    if args.flow == "axial" and args.geometry == "cubic":  # before meshing the 3D cell
+        raise UsageError("--flow axial is for 2D cells of parallel cylinders (square, hexagonal)")
     generator = getattr(cells, args.geometry)
-    unit_cell = generator(args.solid_fraction, mesh_size=args.mesh_size)
+    with _from_options({"volume_fraction": "--solid-fraction", "mesh_size": "--mesh-size"}):
+        unit_cell = generator(args.solid_fraction, mesh_size=args.mesh_size)
+    with _from_options({"volume_fraction": "--solid-fraction"}):
+        problem = (cells.AxialFlowCell if args.flow == "axial" else cells.PermeabilityCell)(
+            unit_cell
+        )
     if args.flow == "axial":
-        if unit_cell.dim != 2:
-            raise UsageError(
-                "--flow axial is for 2D cells of parallel cylinders (square, hexagonal)"
-            )
-        problem = cells.AxialFlowCell(unit_cell)
-        k = problem.permeability()
-        tensor = [[k]]
+        tensor = [[problem.permeability()]]
         space = problem.V
     else:
-        problem = cells.PermeabilityCell(unit_cell)
         tensor = problem.permeability().tolist()
         space = problem.W
     seconds = time.perf_counter() - start
@@ -324,49 +479,113 @@ def _cell_permeability(args) -> int:
     return 0
 
 
+def _exit_code(stop: SystemExit) -> int:
+    """The exit code of a ``SystemExit``, as the interpreter would give it (a message: 1)."""
+    if stop.code is None:
+        return 0
+    if isinstance(stop.code, int):
+        return stop.code
+    print(stop.code, file=sys.stderr)
+    return 1
+
+
 def _demo(args) -> int:
     demos = _demos()
     if not args.name:
-        print("demos (hmm-fem demo NAME [--quick]):")
+        print(f"demos in {_shipped('demos')} (hmm-fem demo NAME [--quick]):")
         for name, path in demos.items():
             print(f"  {name:<24} {path}")
         return 0
     if args.name not in demos:
         raise UsageError(f"no demo named {args.name!r}; available: {', '.join(demos) or 'none'}")
-    sys.argv = [str(demos[args.name]), *args.args]
-    runpy.run_path(str(demos[args.name]), run_name="__main__")
+    path = str(demos[args.name])
+    saved = sys.argv
+    sys.argv = [path, *args.args]  # the demo parses its own arguments
+    try:
+        runpy.run_path(path, run_name="__main__")
+    except SystemExit as stop:  # the demo's argparse (2) or its failed checks (a message: 1)
+        return _exit_code(stop)
+    finally:
+        sys.argv = saved
+    return 0
+
+
+def _meshes(args) -> int:
+    folder = _shipped("meshes")
+    print(f"ready periodic cells in {folder} (described in {folder / 'README.md'}):")
+    for path in sorted(folder.glob("*.msh")):
+        print(f"  {path.name:<28} {path.stat().st_size / 1e6:6.2f} MB  {path}")
+    print("use one with --mesh FILE, or in Python with hmm_fem.cells.load(FILE)")
+    return 0
+
+
+def _failed_for_a_stated_reason(err: BaseException) -> bool:
+    for module, name in STATED_FAILURES:
+        kind = getattr(sys.modules.get(module), name, None)
+        if isinstance(kind, type) and isinstance(err, kind):
+            return True
+    return False
+
+
+def _report_internal(argv: list[str]) -> None:
+    """Print an internal failure: the traceback, the command line and where to report it."""
+    from hmm_fem import __version__
+
+    print(
+        "hmm-fem: internal error: this is a bug in hmm-fem (or in a library it calls), not a\n"
+        "problem with your input. Please report it on the hmm-fem issue tracker with the\n"
+        "command line, the versions (hmm-fem info) and the traceback below.\n"
+        f"  command line: hmm-fem {shlex.join(argv)}\n"
+        f"  hmm-fem {__version__}, python {sys.version.split()[0]}",
+        file=sys.stderr,
+    )
+    traceback.print_exc(file=sys.stderr)
+
+
+def _run(parser: argparse.ArgumentParser, args) -> int:
+    if args.command == "info":
+        return _info()
+    if args.command == "cell":
+        if args.physics == "conductivity":
+            return _cell_conductivity(args)
+        if args.physics == "elasticity":
+            return _cell_elasticity(args)
+        if args.physics == "permeability":
+            return _cell_permeability(args)
+        parser.parse_args(["cell", "--help"])
+    if args.command == "demo":
+        return _demo(args)
+    if args.command == "meshes":
+        return _meshes(args)
+    parser.print_help()
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``hmm-fem`` console script; returns the exit code."""
+    """Entry point of the ``hmm-fem`` console script; returns the exit code.
+
+    The codes are those of the module docstring: 0 success, 1 a computation that failed
+    for a stated reason, 2 a user error, 3 an internal failure (traceback printed).
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = _build_parser()
-    args = parser.parse_args(argv)
     try:
-        if args.command == "info":
-            return _info()
-        if args.command == "cell":
-            if args.physics == "conductivity":
-                return _cell_conductivity(args)
-            if args.physics == "elasticity":
-                return _cell_elasticity(args)
-            if args.physics == "permeability":
-                return _cell_permeability(args)
-            parser.parse_args(["cell", "--help"])
-        if args.command == "demo":
-            return _demo(args)
-        parser.print_help()
-        return 0
-    except (UsageError, ValueError, FileNotFoundError) as err:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help (0) or a bad option (2; argparse printed why)
+        return _exit_code(stop)
+    try:
+        return _run(parser, args)
+    except SystemExit as stop:  # `hmm-fem cell` alone prints the cell help
+        return _exit_code(stop)
+    except UsageError as err:
         print(f"hmm-fem: error: {err}", file=sys.stderr)
         return 2
-    except Exception as err:  # a failed solve: say what failed, keep the exit code contract
-        from hmm_fem.cells import CellSolveError
-
-        if isinstance(err, CellSolveError | RuntimeError):
-            print(f"hmm-fem: error: {err}", file=sys.stderr)
-            return 2
-        raise
+    except Exception as err:
+        if _failed_for_a_stated_reason(err):
+            print(f"hmm-fem: computation failed: {err}", file=sys.stderr)
+            return 1
+        _report_internal(argv)
+        return 3
 
 
 if __name__ == "__main__":
