@@ -12,7 +12,7 @@ demo:
 	$(RUN) xvfb-run -a python3 demos/demo_cell_conductivity.py
 
 test:
-	$(RUN) bash -c 'set -e; ruff check hmm_fem tests demos benchmarks; \
+	$(RUN) bash -c 'set -e; ruff check hmm_fem tests demos benchmarks meshes; \
 	  timeout 1800 xvfb-run -a $(PYTEST) tests; \
 	  timeout 1200 xvfb-run -a mpirun -n 2 $(PYTEST) -m mpi tests'
 
@@ -23,7 +23,7 @@ test-mpi:
 	$(RUN) xvfb-run -a mpirun -n 2 $(PYTEST) -m mpi tests
 
 lint:
-	$(RUN) ruff check hmm_fem tests demos benchmarks
+	$(RUN) ruff check hmm_fem tests demos benchmarks meshes
 
 bench:
 	$(RUN) python3 benchmarks/cell_conductivity.py
