@@ -100,7 +100,16 @@ def test_rollback_is_exact_and_trial_updates_wait_for_commit():
     step(straight, [0.04, 0.01])
     straight.commit()
     step(cut, [-0.08, 0.2])  # a wild iterate, then the step is cut
+    assert not np.array_equal(
+        cut.history.values("plastic_strain", "trial"),
+        cut.history.values("plastic_strain", "committed"),
+    )
     cut.rollback()
+    # What the outputs show (trial) is the committed state again.
+    assert np.array_equal(
+        cut.history.values("plastic_strain", "trial"),
+        cut.history.values("plastic_strain", "committed"),
+    )
     a = step(cut, [0.05, 0.02])
     b = step(straight, [0.05, 0.02])
     assert np.array_equal(a, b)

@@ -9,6 +9,7 @@ the periodic cells (:mod:`~hmm_fem.micro.cell_models`) and the cell bank
 """
 
 from .history import HistoryStore
+from .material_point import MaterialPointModel
 from .noise import EnsembleAverage
 from .pointwise import PointwiseWrapper
 from .protocol import HISTORY_KEY, MicroModel, MicroResponse, MicroSolveError, SolveContext
@@ -25,6 +26,7 @@ __all__ = [
     "FiniteDifferenceTangent",
     "SecantTangent",
     "PointwiseWrapper",
+    "MaterialPointModel",
     "CellBank",
     "ConductivityModel",
     "ElasticityModel",
