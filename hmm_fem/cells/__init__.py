@@ -7,7 +7,8 @@ cases on one factorisation, energy average) with boundary conditions as objects
 :class:`ElasticityCell` the effective stiffness C* (Voigt, see :mod:`hmm_fem.voigt`)
 with periodic, kinematic or traction (minimal kinematic) boundary conditions,
 :class:`HyperelasticCell` the finite-strain (Neo-Hookean) response P*(F) and its
-consistent tangent, :class:`PermeabilityCell` the permeability of the pore space
+consistent tangent (Newton on PETSc SNES, :mod:`~hmm_fem.cells.newton`),
+:class:`PermeabilityCell` the permeability of the pore space
 (periodic Stokes, Taylor-Hood) and :class:`AxialFlowCell` the axial permeability of a
 fibre bed.
 
