@@ -9,7 +9,7 @@ from petsc4py import PETSc
 
 from hmm_fem import cells
 from hmm_fem.cells import CellSolveError, HyperelasticCell
-from hmm_fem.cells.conditions import Periodic
+from hmm_fem.cells.conditions import Periodic, Traction
 from hmm_fem.cells.newton import CellNewton, NewtonFailure
 from hmm_fem.cells.skeleton import PhaseField
 
@@ -166,6 +166,81 @@ def test_inadmissible_warm_start_falls_back_to_a_cold_start(square):
     assert np.abs(P - fresh.respond(H)[0]).max() < 1e-10 * np.abs(P).max()
     problem.destroy()
     fresh.destroy()
+
+
+def nonlinear_diffusion(prepare=None, condition=None):
+    """A small periodic cell with the law q = k0 (1 + |g|^2) g, g = G + grad w (UFL)."""
+    cell = cells.square(0.3, mesh_size=0.2)
+    msh = cell.mesh
+    k0 = PhaseField(cell, (), "k0", lambda value, what: float(value), "k0")
+    k0.set({"matrix": 1.0, "inclusion": 4.0})
+    V = fem.functionspace(msh, ("Lagrange", 1))
+    condition = condition or Periodic()
+    constraint = condition.constrain(V, lengths=cell.lengths)
+    w = fem.Function(constraint.space)
+    g = fem.Constant(msh, np.array([0.5, 0.2])) + ufl.grad(w)
+    flux = k0.function * (1 + ufl.dot(g, g)) * g
+    system = condition.system(
+        V,
+        lambda du, v: ufl.inner(ufl.derivative(flux, w, du), ufl.grad(v)) * ufl.dx,
+        lambda v: fem.Constant(msh, 0.0) * v * ufl.dx,
+        lengths=cell.lengths,
+        name="diffusion",
+        constraint=constraint,
+    )
+    residual = fem.form(ufl.inner(flux, ufl.grad(ufl.TestFunction(V))) * ufl.dx)
+    return CellNewton(residual, w, system, prepare=prepare), system
+
+
+def test_hook_errors_fail_the_start_or_propagate():
+    """A CellSolveError of the hook (a failed return mapping) fails the start with its
+    message; any other exception reaches the caller as itself, not as a PETSc error."""
+    calls = []
+
+    def failing(kind):
+        def prepare(w):
+            calls.append(1)
+            if len(calls) > 1:
+                raise kind("return mapping did not converge at 3 points")
+            return True
+
+        return prepare
+
+    newton, system = nonlinear_diffusion(failing(CellSolveError))
+    with pytest.raises(NewtonFailure, match="return mapping did not converge") as info:
+        newton.solve(1e-10)
+    assert "cold start:" in str(info.value) and np.all(newton.u.x.array == 0.0)
+    newton.destroy()
+    system.destroy()
+    calls.clear()
+    newton, system = nonlinear_diffusion(failing(ZeroDivisionError))
+    with pytest.raises(ZeroDivisionError, match="return mapping"):
+        newton.solve(1e-10)
+    newton.destroy()
+    system.destroy()
+    newton, system = nonlinear_diffusion()
+    newton.solve(1e-10)
+    assert newton.reason == PETSc.SNES.ConvergedReason.CONVERGED_FNORM_ABS
+    assert newton.history[-1] <= 1e-10 < newton.history[0]
+    newton.destroy()
+    system.destroy()
+
+
+def test_newton_needs_a_single_function_system():
+    cell = cells.square(0.3, mesh_size=0.2)
+    V = fem.functionspace(cell.mesh, ("Lagrange", 1))
+    system = Traction().system(
+        V,
+        lambda u, v: ufl.inner(ufl.grad(u), ufl.grad(v)) * ufl.dx,
+        lambda v: fem.Constant(cell.mesh, 0.0) * v * ufl.dx,
+        lengths=cell.lengths,
+        name="traction",
+    )
+    w = fem.Function(V)
+    residual = fem.form(ufl.inner(ufl.grad(w), ufl.grad(ufl.TestFunction(V))) * ufl.dx)
+    with pytest.raises(ValueError, match="one function"):
+        CellNewton(residual, w, system)
+    system.destroy()
 
 
 def test_newton_failure_carries_the_log():

@@ -12,7 +12,9 @@ line search (``bt``). What it adds to SNES is what a micro solve needs:
   and the ``bt`` line search halves the step until the trial point is admissible (PETSc
   3.25, ``SNESLineSearchApply_BT``: the residual of a domain error is infinite, and the
   step is cut by 1/2 while the residual norm is infinite or NaN, down to
-  ``snes_linesearch_minlambda``; then SNES stops with ``DIVERGED_FUNCTION_DOMAIN``);
+  ``snes_linesearch_minlambda``; then SNES stops with ``DIVERGED_FUNCTION_DOMAIN``. A
+  domain error in the polynomial backtracking that may follow, for sufficient decrease,
+  stops SNES with the same reason);
 * **a stopping criterion independent of the initial guess**: ``||R|| <= tolerance``
   (a SNES convergence test; the tolerance is given per solve);
 * **warm and cold starts**: the last committed solution is the first guess; if it is
@@ -137,15 +139,19 @@ class CellNewton:
             the system's space).
         u: The unknown, a function on ``system.space``; it holds the current iterate in
             every callback and the solution after :meth:`solve`.
-        system: The constrained system (:class:`~hmm_fem.cells.conditions.CellSystem`)
-            whose bilinear form ``system.a`` is the Jacobian ``dR/du`` and whose solver
-            factorises it (the primary solver).
+        system: The constrained system (:class:`~hmm_fem.cells.conditions.CellSystem`,
+            of :class:`~hmm_fem.cells.conditions.Periodic` or ``Kinematic``) whose
+            bilinear form ``system.a`` is the Jacobian ``dR/du`` and whose solver
+            factorises it (the primary solver); ``system.L`` and ``system.load`` serve
+            the tangent load cases.
         snes_options: SNES options (``snes_*`` keys), over :data:`NEWTON_OPTIONS`.
         max_iterations: Largest number of Newton steps per start (``snes_max_it``).
         prepare: ``prepare(u)``, called with the current iterate before the residual and
-            Jacobian are assembled at a new iterate; return ``False`` if ``u`` is outside
-            the domain (a domain error: the line search backs off). An exception stops
-            SNES; a :class:`CellSolveError` fails the start, others are re-raised.
+            Jacobian are assembled at a new iterate (once per iterate and :meth:`solve`:
+            the Jacobian at the iterate of the last residual reuses its results); return
+            ``False`` if ``u`` is outside the domain (a domain error: the line search
+            backs off). An exception stops SNES; a :class:`CellSolveError` fails the
+            start, others are re-raised.
         note: ``note()``, a short text appended to the log line of every iteration.
         domain: What a domain error means, for the log and the messages.
         fallback_options: Linear solver options taken over when the primary
@@ -177,6 +183,11 @@ class CellNewton:
     ):
         if int(max_iterations) < 1:
             raise ValueError(f"max_iterations must be >= 1, got {max_iterations}")
+        if system.target(u) is not u.x.petsc_vec:
+            raise ValueError(
+                f"CellNewton needs a system whose unknown is one function (a {system.condition!r}"
+                " system solves into a block vector); use Periodic() or Kinematic()"
+            )
         self.residual = residual
         self.u = u
         self.system = system
@@ -368,22 +379,32 @@ class CellNewton:
         self._tolerance = float(tolerance)
         self.log = [f"(domain error: {self.domain})"] if self.prepare is not None else []
         self._primary_failed = False
+        # The hook's results depend on the load too: evaluate them afresh in every solve.
+        self._evaluated = None
         warm = self._committed is not None and np.any(self._committed)
         for kind in ("warm", "cold") if warm else ("cold",):
             self.log.append(f"{kind} start:")
             self.u.x.array[:] = self._committed if kind == "warm" else 0.0
-            if kind == "warm" and self.prepare is not None and self.prepare(self.u) is False:
-                self.log.append(f"  the last converged state is outside the domain ({self.domain})")
-                continue
+            self.system.target(self.u).copy(self._x)
+            if kind == "warm":
+                try:
+                    admissible = self._update(self._x)
+                except CellSolveError as err:
+                    self.log.append(f"  failed at the last converged state: {err}")
+                    continue
+                if not admissible:
+                    self.log.append(
+                        f"  the last converged state is outside the domain ({self.domain})"
+                    )
+                    continue
             if self._run():
                 return
         self.restore()
         raise NewtonFailure(self.log)
 
     def _run(self) -> bool:
-        """One SNES solve from ``u``; ``True`` if it converged."""
-        self.system.target(self.u).copy(self._x)
-        self._error, self._evaluated, self._rejected, self._norms = None, None, 0, []
+        """One SNES solve from ``_x`` (= ``u``); ``True`` if it converged."""
+        self._error, self._rejected, self._norms = None, 0, []
         self._pc.setFailedReason(PETSc.PC.FailedReason.NOERROR)
         try:
             self.snes.solve(None, self._x)
