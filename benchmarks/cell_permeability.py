@@ -7,17 +7,10 @@ For a 2D square-array cell (solid discs, solid fraction 0.3) with about 1e5 Tayl
              the periodic constraint and the solve (``PermeabilityCell(cell).permeability()``);
   (b) warm:  re-evaluation of k on the built cell: reassemble the constrained Stokes
              matrix, refactorise it (numeric MUMPS LU, symbolic analysis kept), assemble
-             and solve the d load cases, and assemble k.
-             ``PermeabilityCell.permeability()`` memoises its result and the cell has no
-             phase values to change, and there is no public method that re-solves, so the
-             warm path runs the body of ``permeability()`` step for step on the cell's
-             attributes (the private ``_b``, ``_L``, ``_mean`` among them):
-             ``solver.factorise()`` (zero, ``dolfinx_mpc.assemble_matrix``, ``KSP.setUp``),
-             then for each ``e_j`` the right-hand side assembly
-             (``dolfinx_mpc.assemble_vector``, ghost update, ``set_bc``), ``solver.solve``
-             (with its residual check), ``scatter_forward`` and ``mpc.backsubstitution``,
-             then the d x d integrals of k. Only the final SPD check is skipped (the result
-             is compared with the cold k instead).
+             and solve the d load cases, k from the loads and solutions, its checks.
+             ``PermeabilityCell.permeability()`` keeps its result and the cell has no
+             phase values to change, so the warm path forgets the stored result (the
+             private ``_forget()``) and calls ``permeability()`` again.
   (c) floor: the same work with none of our code around it: assemble the same mixed
              bilinear form with DOLFINx into a preallocated PETSc matrix, factorise the
              constrained cell matrix with the same direct solver as the cell (MUMPS LU),
@@ -51,13 +44,10 @@ if not args.keep_jit_cache:
     os.environ["XDG_CACHE_HOME"] = jit_cache
     atexit.register(shutil.rmtree, jit_cache, ignore_errors=True)
 
-import dolfinx.fem.petsc
-import dolfinx_mpc
 import numpy as np
 import ufl
 from _common import RawFloor, best
 from dolfinx import fem
-from petsc4py import PETSc
 
 from hmm_fem import cells
 from hmm_fem.cells.stokes import STOKES_SOLVER_OPTIONS
@@ -81,23 +71,10 @@ print(f"k_xx = {k[0, 0]:.6e}  k_yy = {k[1, 1]:.6e}  k_xy = {k[0, 1]:.3e}  (cell 
 print(f"(a) cold:  {t_cold:.3f} s  (meshing {t_mesh:.3f} s)")
 
 
-# (b) warm: the body of PermeabilityCell.permeability(), which memoises its result
+# (b) warm: permeability() again on the built cell, its stored result forgotten
 def warm():
-    solver, mpc, b = problem.solver, problem.mpc, problem._b
-    solver.factorise()  # reassemble A; numeric LU refactorisation (A's state changed)
-    for j, w in enumerate(problem.solutions):
-        problem.force.value[:] = np.eye(d)[j]
-        with b.localForm() as b_local:
-            b_local.set(0.0)
-        dolfinx_mpc.assemble_vector(problem._L, mpc, b)
-        b.ghostUpdate(addv=PETSc.InsertMode.ADD_VALUES, mode=PETSc.ScatterMode.REVERSE)
-        dolfinx.fem.petsc.set_bc(b, problem.bcs)
-        solver.solve(b, w.x.petsc_vec)
-        w.x.scatter_forward()
-        mpc.backsubstitution(w)
-    problem.force.value[:] = 0.0
-    raw = np.array([[fem.assemble_scalar(problem._mean[i][j]) for j in range(d)] for i in range(d)])
-    return 0.5 * (raw + raw.T) / cell.volume
+    problem._forget()
+    return problem.permeability()
 
 
 k_warm = warm()

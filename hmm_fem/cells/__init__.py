@@ -1,10 +1,14 @@
 """Periodic cell problems on DOLFINx, and (for convenience) the unit cells they solve on.
 
-Problems: :class:`ConductivityCell` gives the effective conductivity K*,
+Problems, all written on one skeleton (:mod:`~hmm_fem.cells.skeleton`: phase field, load
+cases on one factorisation, energy average) with boundary conditions as objects
+(:mod:`~hmm_fem.cells.conditions`: :class:`Periodic`, :class:`Kinematic`,
+:class:`Traction`): :class:`ConductivityCell` gives the effective conductivity K*,
 :class:`ElasticityCell` the effective stiffness C* (Voigt, see :mod:`hmm_fem.voigt`)
 with periodic, kinematic or traction (minimal kinematic) boundary conditions,
 :class:`HyperelasticCell` the finite-strain (Neo-Hookean) response P*(F) and its
-consistent tangent, :class:`PermeabilityCell` the permeability of the pore space
+consistent tangent (Newton on PETSc SNES, :mod:`~hmm_fem.cells.newton`),
+:class:`PermeabilityCell` the permeability of the pore space
 (periodic Stokes, Taylor-Hood) and :class:`AxialFlowCell` the axial permeability of a
 fibre bed.
 
@@ -29,6 +33,7 @@ from ..geometry import (
     square,
 )
 from ..materials.laws import ArrheniusLaw, ConstantLaw, LinearLaw
+from .conditions import Kinematic, Periodic, Traction
 from .conductivity import ConductivityCell
 from .elasticity import ElasticityCell
 from .hyperelastic import HyperelasticCell
@@ -45,6 +50,7 @@ def __getattr__(name):
 
         return getattr(cell_models, name)
     raise AttributeError(f"module 'hmm_fem.cells' has no attribute {name!r}")
+
 
 __all__ = [
     "UnitCell",
@@ -63,6 +69,9 @@ __all__ = [
     "HyperelasticCell",
     "PermeabilityCell",
     "AxialFlowCell",
+    "Periodic",
+    "Kinematic",
+    "Traction",
     "PermeabilityModel",
     "ConductivityModel",
     "ElasticityModel",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 
+import dolfinx.fem.petsc
 import dolfinx_mpc
 import numpy as np
 from dolfinx import fem
@@ -16,10 +17,12 @@ from mpi4py import MPI
 from petsc4py import PETSc
 
 from ..materials.validation import require_spd
+from ..solver_options import PrefixedOptions
 
 __all__ = [
     "CellSolveError",
     "DEFAULT_SOLVER_OPTIONS",
+    "LU_SOLVER_OPTIONS",
     "RESIDUAL_TOLERANCE",
     "FactorisedSolver",
     "check_effective_tensor",
@@ -34,6 +37,15 @@ DEFAULT_SOLVER_OPTIONS: dict[str, str | float | int] = {
     "ksp_type": "preonly",
     "pc_type": "cholesky",
     "pc_factor_mat_solver_type": "cholmod",
+}
+
+#: Direct LU with MUMPS (pivoting): the solver of the symmetric indefinite cell matrices
+#: (Lagrange multipliers of the traction condition, the Stokes saddle point) and the
+#: fallback of an indefinite Newton Jacobian.
+LU_SOLVER_OPTIONS: dict[str, str | float | int] = {
+    "ksp_type": "preonly",
+    "pc_type": "lu",
+    "pc_factor_mat_solver_type": "mumps",
 }
 
 #: A solve whose relative residual exceeds this is reported as failed.
@@ -58,38 +70,71 @@ class FactorisedSolver:
     """A constrained linear system ``A x = b`` factorised once, solved for many ``b``.
 
     The matrix keeps its sparsity pattern for the life of the solver: re-assembly
-    after coefficient changes triggers only a numeric refactorisation.
+    after coefficient changes triggers only a numeric refactorisation. The options live
+    in the PETSc database under :attr:`prefix` for the whole life of the solver (the
+    factorisation reads some of them, e.g. ``mat_mumps_icntl_7``, long after
+    ``setFromOptions``) and are removed by :meth:`destroy`.
 
     Args:
-        a: Compiled bilinear form.
-        mpc: Finalised multi-point constraint of the unknown.
-        bcs: Dirichlet conditions (the pin).
+        a: Compiled bilinear form, or a compiled block form (a list of lists, assembled
+            into one monolithic matrix; only without ``mpc``).
+        mpc: Finalised multi-point constraint of the unknown (assembled with dolfinx_mpc),
+            or ``None`` for a plain DOLFINx system.
+        bcs: Dirichlet conditions (homogeneous: constrained rows read ``x = 0``).
         name: Short name used in the PETSc options prefix and in error messages.
         petsc_options: Solver options; defaults to :data:`DEFAULT_SOLVER_OPTIONS`.
+        matrix: A matrix of ``a`` owned by another solver, to factorise too (e.g. with
+            another factorisation); it is not destroyed with this solver.
+        prefix: Options prefix; default a unique ``hmm_<name>_<n>_``.
+
+    Attributes:
+        prefix: The options prefix of the KSP (and of the factor matrix it creates).
+        options: The :class:`~hmm_fem.solver_options.PrefixedOptions` of the solver.
     """
 
-    def __init__(self, a: fem.Form, mpc, bcs, name: str, petsc_options: dict | None = None):
+    def __init__(
+        self,
+        a,
+        mpc,
+        bcs,
+        name: str,
+        petsc_options: dict | None = None,
+        *,
+        matrix: PETSc.Mat | None = None,
+        prefix: str | None = None,
+    ):
         self.a = a
         self.mpc = mpc
-        self.bcs = bcs
+        self.bcs = list(bcs)
         self.name = name
-        self.A = dolfinx_mpc.assemble_matrix(a, mpc, bcs=bcs)
-        self.prefix = f"hmm_{name}_{next(_counter)}_"
+        self.prefix = prefix if prefix is not None else f"hmm_{name}_{next(_counter)}_"
+        self._owns_matrix = matrix is None
+        if matrix is not None:
+            self.A = matrix
+        elif mpc is not None:
+            self.A = dolfinx_mpc.assemble_matrix(a, mpc, bcs=self.bcs)
+        else:
+            self.A = dolfinx.fem.petsc.create_matrix(a)
+            self.assemble()
+        if self._owns_matrix:
+            self.A.setOptionsPrefix(self.prefix + "A_")
+        options = DEFAULT_SOLVER_OPTIONS if petsc_options is None else petsc_options
+        self.options = PrefixedOptions(self.prefix, options)
         self.ksp = PETSc.KSP().create(MPI.COMM_SELF)
         self.ksp.setOptionsPrefix(self.prefix)
-        self.A.setOptionsPrefix(self.prefix + "A_")
-        options = dict(DEFAULT_SOLVER_OPTIONS if petsc_options is None else petsc_options)
-        opts = PETSc.Options()
-        opts.prefixPush(self.prefix)
-        for key, value in options.items():
-            opts[key] = value
-        opts.prefixPop()
         self.ksp.setFromOptions()
-        for key in options:
-            opts.delValue(self.prefix + key)
         self.ksp.setOperators(self.A)
         self._residual = self.A.createVecLeft()
         self._factorised = False
+
+    def assemble(self) -> None:
+        """Assemble ``a`` at the current coefficients into :attr:`A` (same sparsity)."""
+        self.A.zeroEntries()
+        if self.mpc is not None:
+            dolfinx_mpc.assemble_matrix(self.a, self.mpc, bcs=self.bcs, A=self.A)
+        else:
+            dolfinx.fem.petsc.assemble_matrix(self.A, self.a, bcs=self.bcs)
+            self.A.assemble()
 
     def factorise(self, assemble: bool = True) -> None:
         """Factorise the matrix, assembled first for the current coefficients.
@@ -97,17 +142,27 @@ class FactorisedSolver:
         Args:
             assemble: ``False`` when the caller has already written the values of ``A``
                 (same sparsity), e.g. as a combination of precomputed matrices.
+
+        Raises:
+            CellSolveError: if the factorisation fails (a zero pivot: the matrix is singular,
+                indefinite for Cholesky, or not finite). The solver then starts afresh at
+                the next factorisation.
         """
         if assemble:
-            self.A.zeroEntries()
-            dolfinx_mpc.assemble_matrix(self.a, self.mpc, bcs=self.bcs, A=self.A)
+            self.assemble()
         self.ksp.setOperators(self.A)
         try:
             self.ksp.setUp()
-        except PETSc.Error as err:  # a zero pivot: singular or non-finite matrix
+        except PETSc.Error as err:
+            self._factorised = False
+            # A failed factorisation can leave the factor unusable (CHOLMOD: "cannot
+            # operate on supernodal L"): the next one starts from a fresh factor.
+            self.ksp.reset()
+            self.ksp.setOperators(self.A)
             raise CellSolveError(
                 f"{self.name}: factorisation failed (PETSc error {err.ierr}); the cell matrix is "
-                "singular or not finite. Check that every phase has a positive, finite property."
+                "singular, not positive definite (for Cholesky) or not finite. Check that every "
+                "phase property is positive (definite) and finite."
             ) from err
         self._factorised = True
 
@@ -134,7 +189,29 @@ class FactorisedSolver:
             )
 
     def destroy(self) -> None:
-        """Free the PETSc objects."""
+        """Free the PETSc objects and remove the options from the database."""
         self.ksp.destroy()
-        self.A.destroy()
+        if self._owns_matrix:
+            self.A.destroy()
         self._residual.destroy()
+        self.options.clear()
+
+
+def assemble_form(form: fem.Form, b: PETSc.Vec, mpc=None, bcs=()) -> PETSc.Vec:
+    """Assemble the linear form ``form`` into ``b`` (zeroed first) with its constraints.
+
+    With ``mpc`` the vector is the reduced one of dolfinx_mpc (slave entries zero); the
+    entries of the Dirichlet dofs ``bcs`` (homogeneous) are zero.
+    """
+    if mpc is not None:
+        dolfinx_mpc.assemble_vector(form, mpc, b)
+    else:
+        with b.localForm() as local:
+            local.set(0.0)
+        dolfinx.fem.petsc.assemble_vector(b, form)
+    b.ghostUpdate(addv=PETSc.InsertMode.ADD_VALUES, mode=PETSc.ScatterMode.REVERSE)
+    if bcs:
+        dolfinx.fem.petsc.set_bc(b, list(bcs))
+    if mpc is not None:
+        b.array[np.asarray(mpc.slaves, dtype=np.int64)] = 0.0
+    return b

@@ -22,11 +22,7 @@ solid, ``w`` periodic, and ``k_zz = 1/|Y| int_pore w dx``.
 
 from __future__ import annotations
 
-import time
-
 import basix.ufl
-import dolfinx.fem.petsc
-import dolfinx_mpc
 import numpy as np
 import ufl
 from dolfinx import fem
@@ -36,17 +32,15 @@ from petsc4py import PETSc
 from ..geometry import MATRIX, TOUCHING_LIMITS, UnitCell
 from ..geometry.periodicity import on_face, periodic_maps, tolerance
 from ..materials.validation import spd_defect
-from .solver import CellSolveError, FactorisedSolver
+from .conditions import Periodic
+from .skeleton import LinearCellProblem
+from .solver import LU_SOLVER_OPTIONS, CellSolveError
 
 __all__ = ["PermeabilityCell", "AxialFlowCell", "STOKES_SOLVER_OPTIONS", "pore_mesh"]
 
 #: Direct LU with MUMPS: the Stokes saddle-point matrix is symmetric but indefinite,
 #: so the Cholesky default of the other cell problems does not apply.
-STOKES_SOLVER_OPTIONS: dict[str, str | float | int] = {
-    "ksp_type": "preonly",
-    "pc_type": "lu",
-    "pc_factor_mat_solver_type": "mumps",
-}
+STOKES_SOLVER_OPTIONS = LU_SOLVER_OPTIONS
 
 
 def _check_cell(cell: UnitCell, what: str) -> None:
@@ -112,14 +106,6 @@ def pore_mesh(cell: UnitCell, what: str = "pore_mesh") -> tuple[dmesh.Mesh, np.n
     return sub, solid
 
 
-def _periodic(mpc, spaces, lengths, bcs) -> None:
-    """Add a geometric periodic constraint for every (sub)space in ``spaces``."""
-    tol, on_upper_face, image, _ = periodic_maps(lengths)
-    for V in spaces:
-        mpc.create_periodic_constraint_geometrical(V, on_upper_face, image, bcs, tol=tol)
-    mpc.finalize()
-
-
 def _check_permeability(tensor: np.ndarray, what: str, cell: UnitCell) -> None:
     """Raise unless ``tensor`` is symmetric positive definite.
 
@@ -142,14 +128,15 @@ def _check_permeability(tensor: np.ndarray, what: str, cell: UnitCell) -> None:
     raise CellSolveError(f"{what} {defect}: {tensor.tolist()}")
 
 
-class PermeabilityCell:
+class PermeabilityCell(LinearCellProblem):
     """Permeability tensor of a periodic porous unit cell (periodic Stokes flow).
 
     Taylor-Hood elements (degree ``degree`` velocity, ``degree - 1`` pressure) on the pore
     space (phase ``"matrix"``), no slip on the solid surface, periodic velocity and
     pressure fluctuation, one pressure dof pinned at an interior node. The ``d`` load cases
     (unit body force ``e_j``, i.e. a unit macro pressure drop) share one MUMPS LU
-    factorisation.
+    factorisation, and ``k_ij |Y| = int_pore (u_j)_i dx = b_i . x_j`` is the work of body
+    force ``i`` on flow ``j`` (the dissipation form of :mod:`hmm_fem.cells.skeleton`).
 
     Example:
         >>> cell = hmm_fem.cells.square(0.2)       # solid discs, 20 % solid
@@ -158,7 +145,12 @@ class PermeabilityCell:
     Args:
         cell: The unit cell; ``"matrix"`` is the fluid, the other phases are solid.
         degree: Velocity degree (>= 2); the pressure has ``degree - 1``.
-        petsc_options: Linear solver options; default :data:`STOKES_SOLVER_OPTIONS`.
+        petsc_options: Linear solver options; default :data:`STOKES_SOLVER_OPTIONS` (MUMPS
+            LU).
+
+    Attributes:
+        solutions: The velocity and pressure of every load case (``flow_x``, ...).
+        raw_tensor: The unsymmetrised tensor of the last solve (set even if the check fails).
 
     Raises:
         ValueError: If there is no pore space, no solid surface, or the solid is at or
@@ -170,8 +162,7 @@ class PermeabilityCell:
             raise ValueError(f"degree must be >= 2 (Taylor-Hood P2-P1 at least), got {degree}")
         what = "PermeabilityCell"
         _check_cell(cell, what)
-        self.cell = cell
-        self.degree = int(degree)
+        super().__init__(cell, degree, min_degree=2)
         d = cell.dim
         self.mesh, self.solid_facets = pore_mesh(cell, what)
         msh = self.mesh
@@ -181,45 +172,45 @@ class PermeabilityCell:
         self.W = fem.functionspace(msh, basix.ufl.mixed_element([P2, P1]))
         V, _ = self.W.sub(0).collapse()
         Q, _ = self.W.sub(1).collapse()
-        noslip = fem.Function(V)
         dofs_u = fem.locate_dofs_topological((self.W.sub(0), V), d - 1, self.solid_facets)
         pinned = fem.locate_dofs_geometrical((self.W.sub(1), Q), periodic_maps(cell.lengths)[3])
         if len(pinned[0]) == 0:
             raise ValueError(f"{what}: no interior pressure node to pin; refine the mesh")
-        zero_p = fem.Function(Q)
-        self.bcs = [
-            fem.dirichletbc(noslip, dofs_u, self.W.sub(0)),
-            fem.dirichletbc(zero_p, [pinned[0][:1], pinned[1][:1]], self.W.sub(1)),
+        bcs = [
+            fem.dirichletbc(fem.Function(V), dofs_u, self.W.sub(0)),
+            fem.dirichletbc(fem.Function(Q), [pinned[0][:1], pinned[1][:1]], self.W.sub(1)),
         ]
-        self.mpc = dolfinx_mpc.MultiPointConstraint(self.W)
-        _periodic(self.mpc, [self.W.sub(0), self.W.sub(1)], cell.lengths, self.bcs)
+        self.force = f = fem.Constant(msh, np.zeros(d, dtype=PETSc.ScalarType))
 
-        u, p = ufl.TrialFunctions(self.W)
-        v, q = ufl.TestFunctions(self.W)
-        self.force = fem.Constant(msh, np.zeros(d, dtype=PETSc.ScalarType))
-        a = fem.form(
-            (ufl.inner(ufl.grad(u), ufl.grad(v)) - p * ufl.div(v) - q * ufl.div(u)) * ufl.dx
+        def bilinear(w, z):
+            (u, p), (v, q) = ufl.split(w), ufl.split(z)
+            return (ufl.inner(ufl.grad(u), ufl.grad(v)) - p * ufl.div(v) - q * ufl.div(u)) * ufl.dx
+
+        self._build(
+            self.W,
+            Periodic(pin=False),
+            bilinear,
+            lambda z: ufl.inner(f, ufl.split(z)[0]) * ufl.dx,
+            load=f,
+            unit_loads=np.eye(d),
+            labels=[f"body force e_{'xyz'[j]}" for j in range(d)],
+            solution_names=[f"flow_{'xyz'[j]}" for j in range(d)],
+            name="stokes_cell",
+            what=f"permeability of the '{cell.geometry}' cell",
+            petsc_options=STOKES_SOLVER_OPTIONS if petsc_options is None else petsc_options,
+            bcs=bcs,
         )
-        self._L = fem.form(ufl.inner(self.force, v) * ufl.dx)
-        options = STOKES_SOLVER_OPTIONS if petsc_options is None else petsc_options
-        self.solver = FactorisedSolver(a, self.mpc, self.bcs, "stokes_cell", options)
-        self._b = dolfinx_mpc.assemble_vector(self._L, self.mpc)
-        self.solutions = [
-            fem.Function(self.mpc.function_space, name=f"flow_{'xyz'[j]}") for j in range(d)
-        ]
-        self._mean = [[fem.form(w.sub(0)[i] * ufl.dx) for w in self.solutions] for i in range(d)]
-        self.pore_volume = float(
-            fem.assemble_scalar(fem.form(fem.Constant(msh, PETSc.ScalarType(1.0)) * ufl.dx))
-        )
-        #: The unsymmetrised tensor of the last solve (set even if the check fails).
-        self.raw_tensor: np.ndarray | None = None
-        self._tensor: np.ndarray | None = None
-        self.seconds = 0.0
+        one = fem.Constant(msh, PETSc.ScalarType(1.0))
+        self.pore_volume = float(fem.assemble_scalar(fem.form(one * ufl.dx)))
 
     @property
     def porosity(self) -> float:
         """Meshed pore volume fraction."""
         return self.pore_volume / self.cell.volume
+
+    def _checked(self, raw: np.ndarray) -> np.ndarray:
+        _check_permeability(raw, self._what, self.cell)
+        return 0.5 * (raw + raw.T)
 
     def permeability(self) -> np.ndarray:
         """The permeability tensor ``k`` (``d x d``, symmetrised, viscosity 1).
@@ -234,51 +225,21 @@ class PermeabilityCell:
                 percolate: the solid touches its periodic images).
             CellSolveError: If a solve fails or ``k`` is not finite or not symmetric.
         """
-        if self._tensor is not None:
-            return self._tensor.copy()
-        start = time.perf_counter()
-        d = self.cell.dim
-        self.solver.factorise()
-        for j, w in enumerate(self.solutions):
-            self.force.value[:] = np.eye(d)[j]
-            with self._b.localForm() as b_local:
-                b_local.set(0.0)
-            dolfinx_mpc.assemble_vector(self._L, self.mpc, self._b)
-            self._b.ghostUpdate(addv=PETSc.InsertMode.ADD_VALUES, mode=PETSc.ScatterMode.REVERSE)
-            dolfinx.fem.petsc.set_bc(self._b, self.bcs)
-            self.solver.solve(self._b, w.x.petsc_vec, label=f" (body force e_{'xyz'[j]})")
-            w.x.scatter_forward()
-            self.mpc.backsubstitution(w)
-            if not np.all(np.isfinite(w.x.array)):
-                raise CellSolveError(f"{w.name} of the '{self.cell.geometry}' cell is not finite")
-        self.force.value[:] = 0.0
-        raw = (
-            np.array([[fem.assemble_scalar(self._mean[i][j]) for j in range(d)] for i in range(d)])
-            / self.cell.volume
-        )
-        self.raw_tensor = raw
-        _check_permeability(raw, f"permeability of the '{self.cell.geometry}' cell", self.cell)
-        tensor = 0.5 * (raw + raw.T)
-        self._tensor = tensor
-        self.seconds = time.perf_counter() - start
-        return tensor.copy()
-
-    def destroy(self) -> None:
-        """Free the PETSc objects."""
-        self.solver.destroy()
-        self._b.destroy()
+        return self._evaluate()
 
 
-class AxialFlowCell:
+class AxialFlowCell(LinearCellProblem):
     """Axial permeability of a fibre bed: flow along the cylinders of a 2D cell.
 
     Solves ``-laplace w = 1`` in the pore space (phase ``"matrix"``), ``w = 0`` on the solid
-    surface, ``w`` periodic (degree ``degree`` Lagrange), with one Cholesky factorisation.
+    surface, ``w`` periodic (degree ``degree`` Lagrange), with one Cholesky factorisation;
+    ``k_zz |Y| = int_pore w dx = b . x`` (the dissipation form).
 
     Args:
         cell: A 2D unit cell; its cross-section is that of the fibre bed.
         degree: Lagrange degree of ``w``.
-        petsc_options: Linear solver options; default the cell-problem default (Cholesky).
+        petsc_options: Linear solver options; default the cell-problem default (CHOLMOD
+            Cholesky, :data:`~hmm_fem.cells.DEFAULT_SOLVER_OPTIONS`).
 
     Raises:
         ValueError: If the cell is not 2D, has no pore space or no solid surface, or its
@@ -289,23 +250,33 @@ class AxialFlowCell:
         what = "AxialFlowCell"
         if cell.dim != 2:
             raise ValueError(f"{what}: needs a 2D cell (the fibre cross-section), got {cell.dim}D")
-        if int(degree) < 1:
-            raise ValueError(f"degree must be >= 1, got {degree}")
+        super().__init__(cell, degree)
         _check_cell(cell, what)
-        self.cell = cell
         self.mesh, self.solid_facets = pore_mesh(cell, what)
-        self.V = fem.functionspace(self.mesh, ("Lagrange", int(degree)))
-        dofs = fem.locate_dofs_topological(self.V, 1, self.solid_facets)
-        self.bcs = [fem.dirichletbc(PETSc.ScalarType(0.0), dofs, self.V)]
-        self.mpc = dolfinx_mpc.MultiPointConstraint(self.V)
-        _periodic(self.mpc, [self.V], cell.lengths, self.bcs)
-        w, v = ufl.TrialFunction(self.V), ufl.TestFunction(self.V)
-        a = fem.form(ufl.inner(ufl.grad(w), ufl.grad(v)) * ufl.dx)
-        self._L = fem.form(fem.Constant(self.mesh, PETSc.ScalarType(1.0)) * v * ufl.dx)
-        self.solver = FactorisedSolver(a, self.mpc, self.bcs, "axial_flow_cell", petsc_options)
-        self.solution = fem.Function(self.mpc.function_space, name="axial_velocity")
-        self._k: float | None = None
-        self.seconds = 0.0
+        V = fem.functionspace(self.mesh, ("Lagrange", self.degree))
+        dofs = fem.locate_dofs_topological(V, 1, self.solid_facets)
+        self.force = f = fem.Constant(self.mesh, PETSc.ScalarType(0.0))
+        self._build(
+            V,
+            Periodic(pin=False),
+            lambda w, v: ufl.inner(ufl.grad(w), ufl.grad(v)) * ufl.dx,
+            lambda v: f * v * ufl.dx,
+            load=f,
+            unit_loads=np.ones(1),
+            labels=["axial flow"],
+            solution_names=["axial_velocity"],
+            name="axial_flow_cell",
+            what=f"axial permeability of the '{cell.geometry}' cell",
+            petsc_options=petsc_options,
+            bcs=[fem.dirichletbc(PETSc.ScalarType(0.0), dofs, V)],
+        )
+        self.solution = self.solutions[0]
+
+    def _checked(self, raw: np.ndarray) -> np.ndarray:
+        k = float(raw[0, 0])
+        if not np.isfinite(k) or k <= 0.0:
+            raise CellSolveError(f"{self._what} is {k}")
+        return raw
 
     def permeability(self) -> float:
         """The axial permeability ``k_zz = 1/|Y| int_pore w dx`` in (cell side)^2.
@@ -313,23 +284,4 @@ class AxialFlowCell:
         Raises:
             CellSolveError: If the solve fails or ``k_zz`` is not finite and positive.
         """
-        if self._k is not None:
-            return self._k
-        start = time.perf_counter()
-        b = dolfinx_mpc.assemble_vector(self._L, self.mpc)
-        b.ghostUpdate(addv=PETSc.InsertMode.ADD_VALUES, mode=PETSc.ScatterMode.REVERSE)
-        dolfinx.fem.petsc.set_bc(b, self.bcs)
-        self.solver.solve(b, self.solution.x.petsc_vec, label=" (axial flow)")
-        b.destroy()
-        self.solution.x.scatter_forward()
-        self.mpc.backsubstitution(self.solution)
-        k = float(fem.assemble_scalar(fem.form(self.solution * ufl.dx))) / self.cell.volume
-        if not np.isfinite(k) or k <= 0.0:
-            raise CellSolveError(f"axial permeability of the '{self.cell.geometry}' cell is {k}")
-        self._k = k
-        self.seconds = time.perf_counter() - start
-        return k
-
-    def destroy(self) -> None:
-        """Free the PETSc objects."""
-        self.solver.destroy()
+        return float(self._evaluate()[0, 0])
