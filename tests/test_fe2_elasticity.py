@@ -384,3 +384,14 @@ def test_without_cuts_the_error_is_raised_from_the_last_converged_state():
         problem.solve(max_cuts=1)
     assert [s.load for s in problem.last_steps] == [1.0, 0.5]
     assert problem.converged_load == 0.0 and np.all(problem.u.x.array == 0.0)
+
+
+def test_elasticity_model_takes_a_condition_object(small_square):
+    """bc as an object (hmm_fem.cells.conditions) gives the same C* as its name."""
+    from hmm_fem.cells.conditions import Kinematic
+
+    by_name = ElasticityModel(small_square, STIFF, bc="kinematic").effective_tensor()
+    by_object = ElasticityModel(small_square, STIFF, bc=Kinematic()).effective_tensor()
+    assert np.array_equal(by_name, by_object)
+    with pytest.raises(ValueError, match="unknown boundary condition bc='dirichlet'"):
+        ElasticityModel(small_square, STIFF, bc="dirichlet")

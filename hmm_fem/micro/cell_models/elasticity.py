@@ -11,7 +11,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-from ...cells.elasticity import BOUNDARY_CONDITIONS, ElasticityCell
+from ...cells.conditions import CellCondition, as_condition
+from ...cells.elasticity import ElasticityCell
 from ...geometry import UnitCell
 from ...materials.phases import as_stiffness
 from ...voigt import voigt_size
@@ -49,7 +50,8 @@ class ElasticityModel(MicroModel):
             :class:`ElasticityCell`: ``(E, nu)`` (isotropic; plane strain in 2D) or a
             symmetric positive definite Voigt stiffness matrix.
         degree: Lagrange degree of the cell fluctuations.
-        bc: Cell boundary condition, ``"periodic"``, ``"kinematic"`` or ``"traction"``
+        bc: Cell boundary condition, ``"periodic"``, ``"kinematic"``, ``"traction"`` or a
+            condition object (:mod:`hmm_fem.cells.conditions`)
             (see :class:`ElasticityCell`).
         parameter_resolution: Resolution of the volume fraction (with a cell function).
         dim: Dimension, only needed with a cell function (default 2).
@@ -71,15 +73,12 @@ class ElasticityModel(MicroModel):
         phases: Mapping,
         *,
         degree: int = 1,
-        bc: str = "periodic",
+        bc: str | CellCondition = "periodic",
         parameter_resolution: float = 0.01,
         dim: int | None = None,
         petsc_options: dict | None = None,
     ):
-        if bc not in BOUNDARY_CONDITIONS:
-            raise ValueError(
-                f"unknown boundary condition bc={bc!r}; use one of {', '.join(BOUNDARY_CONDITIONS)}"
-            )
+        as_condition(bc)  # a clear error now for an unknown condition, not at the first solve
         if int(degree) < 1:
             raise ValueError(f"degree must be >= 1, got {degree}")
         self.phases = dict(phases)
