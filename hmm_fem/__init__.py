@@ -18,6 +18,7 @@ __all__ = [
     "cells",
     "coupling",
     "effective_flux",
+    "equation_free",
     "geometry",
     "io",
     "macro",
@@ -33,6 +34,7 @@ __all__ = [
 _SUBPACKAGES = (
     "cells",
     "coupling",
+    "equation_free",
     "geometry",
     "io",
     "macro",
