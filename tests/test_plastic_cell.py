@@ -68,25 +68,27 @@ PATHS = {
 
 
 @pytest.mark.parametrize(
-    "dim, path, iso, kin",
+    "dim, path, iso, kin, degree",
     [
-        (2, "uniaxial", 0.1, 0.0),
-        (2, "shear", 0.0, 0.1),
-        (2, "uniaxial", 0.05, 0.2),
-        (3, "uniaxial", 0.0, 0.1),
-        (3, "shear", 0.05, 0.2),
+        (2, "uniaxial", 0.1, 0.0, 1),
+        (2, "shear", 0.0, 0.1, 1),
+        (2, "uniaxial", 0.05, 0.2, 2),
+        (3, "uniaxial", 0.0, 0.1, 1),
+        (3, "shear", 0.05, 0.2, 1),
     ],
 )
 def test_one_phase_cell_equals_the_return_mapping_along_strain_paths(
-    square, laminate3d, dim, path, iso, kin
+    square, laminate3d, dim, path, iso, kin, degree
 ):
     """Both phases carry the same law: the micro strain is uniform and every quadrature
     point follows integrate_strain_path of the law (stress, sigma_zz, tangent, internal
-    variables) through loading, unloading, reverse yielding and reloading."""
+    variables) through loading, unloading, reverse yielding and reloading (P1, one point
+    per cell; P2, three)."""
     law = j2(dim, iso, kin)
     cell = square if dim == 2 else laminate3d
     # two equal but distinct law objects: one vectorised return mapping for both phases
-    problem = PlasticCell(cell, {"matrix": law, "inclusion": j2(dim, iso, kin)})
+    problem = PlasticCell(cell, {"matrix": law, "inclusion": j2(dim, iso, kin)}, degree=degree)
+    assert problem.num_points == cell.num_cells * (1 if degree == 1 else 3)
     n = 3 if dim == 2 else 6
     direction = np.zeros(n)
     if path == "uniaxial":
@@ -176,6 +178,10 @@ def test_load_unload_reload_cycle(square):
     A, areas = strain_localisation(elastic, square)
     matrix_cells = np.sort(square.cell_tags.find(square.phases["matrix"]))
     assert matrix_cells.size == problem.num_plastic_points
+    # the state's order: the plastic cells in mesh order (P1: at their centroids)
+    geometry = square.mesh.geometry
+    centroids = geometry.x[geometry.dofmaps[0][matrix_cells], :2].mean(axis=1)
+    assert np.abs(problem.plastic_points() - centroids).max() < 1e-14
     tau = -(state["plastic_strain"] @ isotropic_stiffness(E, NU, 3).T)[:, PLANE]
     levin = np.einsum("c,cki,ci->k", areas[matrix_cells], A[matrix_cells], tau) / square.volume
     assert np.abs(levin).max() > 0.05 * YIELD
