@@ -132,4 +132,3 @@ class PlasticityModel(MicroModel):
     def destroy(self) -> None:
         """Free the PETSc objects of the cell."""
         self.cell.destroy()
-
