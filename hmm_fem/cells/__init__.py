@@ -8,6 +8,8 @@ cases on one factorisation, energy average) with boundary conditions as objects
 with periodic, kinematic or traction (minimal kinematic) boundary conditions,
 :class:`HyperelasticCell` the finite-strain (Neo-Hookean) response P*(F) and its
 consistent tangent (Newton on PETSc SNES, :mod:`~hmm_fem.cells.newton`),
+:class:`PlasticCell` the small-strain J2 elastoplastic response (return mapping at the
+micro quadrature points, consistent tangent; elastic phases and voids too),
 :class:`PermeabilityCell` the permeability of the pore space
 (periodic Stokes, Taylor-Hood) and :class:`AxialFlowCell` the axial permeability of a
 fibre bed.
@@ -37,10 +39,17 @@ from .conditions import Kinematic, Periodic, Traction
 from .conductivity import ConductivityCell
 from .elasticity import ElasticityCell
 from .hyperelastic import HyperelasticCell
+from .plastic import PlasticCell
 from .solver import DEFAULT_SOLVER_OPTIONS, CellSolveError
 from .stokes import AxialFlowCell, PermeabilityCell
 
-_MICRO_MODELS = ("ConductivityModel", "ElasticityModel", "HyperelasticModel", "PermeabilityModel")
+_MICRO_MODELS = (
+    "ConductivityModel",
+    "ElasticityModel",
+    "HyperelasticModel",
+    "PermeabilityModel",
+    "PlasticityModel",
+)
 
 
 def __getattr__(name):
@@ -67,6 +76,7 @@ __all__ = [
     "ConductivityCell",
     "ElasticityCell",
     "HyperelasticCell",
+    "PlasticCell",
     "PermeabilityCell",
     "AxialFlowCell",
     "Periodic",
@@ -76,6 +86,7 @@ __all__ = [
     "ConductivityModel",
     "ElasticityModel",
     "HyperelasticModel",
+    "PlasticityModel",
     "ConstantLaw",
     "LinearLaw",
     "ArrheniusLaw",

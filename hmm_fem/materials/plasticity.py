@@ -285,7 +285,9 @@ class J2Plasticity:
             eps = np.zeros((6, n))
             eps[_PLANE] = strain.T
         else:
-            eps = np.ascontiguousarray(strain.T)
+            # A copy always: for one point strain.T is already contiguous, and the in-place
+            # updates below would overwrite the caller's strain.
+            eps = np.array(strain.T, order="C")
         eps -= eps_p
         eps /= weights
         volumetric = eps[0] + eps[1] + eps[2]

@@ -32,6 +32,7 @@ __all__ = [
     "ElasticityModel",
     "HyperelasticModel",
     "PermeabilityModel",
+    "PlasticityModel",
 ]
 
 _LAZY = {
@@ -40,6 +41,7 @@ _LAZY = {
     "ElasticityModel": "cell_models",
     "HyperelasticModel": "cell_models",
     "PermeabilityModel": "cell_models",
+    "PlasticityModel": "cell_models",
 }
 
 

@@ -9,5 +9,12 @@ served by a :class:`~hmm_fem.micro.bank.CellBank`.
 from .conductivity import ConductivityModel
 from .elasticity import ElasticityModel, HyperelasticModel
 from .permeability import PermeabilityModel
+from .plasticity import PlasticityModel
 
-__all__ = ["ConductivityModel", "ElasticityModel", "HyperelasticModel", "PermeabilityModel"]
+__all__ = [
+    "ConductivityModel",
+    "ElasticityModel",
+    "HyperelasticModel",
+    "PermeabilityModel",
+    "PlasticityModel",
+]
