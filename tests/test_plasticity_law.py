@@ -545,3 +545,13 @@ def test_many_points_in_one_call():
         # Equal up to the summation order of the norm (SIMD lanes differ with n).
         assert_close(one.stress[0], response.stress[p], SIGMA_Y, 1e-14)
         assert_close(one.tangent[0], response.tangent[p], E, 1e-14)
+
+
+def test_the_strain_given_is_never_modified():
+    """One 3D point: the transposed view of a single row is not a copy, and the law used to
+    write through it into the caller's strain."""
+    law = J2Plasticity(1.0, 0.3, 0.01, isotropic_hardening=0.1, dim=3)
+    strain = np.array([[0.03, -0.01, 0.0, 0.002, 0.0, 0.004]])
+    kept = strain.copy()
+    law.return_mapping(strain, law.initial_state(1))
+    assert np.array_equal(strain, kept)
