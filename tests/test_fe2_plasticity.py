@@ -1,8 +1,10 @@
 """Small-strain plasticity through the macro solver: the history seam in load stepping.
 
-Material points first (:class:`MaterialPointModel` with the J2 law): exact against the
-law integrated along the same strain path, the plane-strain limit stress, a cut step
-rolled back exactly, a restart from a saved history, and serial = 2 ranks.
+Material points (:class:`MaterialPointModel` with the J2 law): exact against the law
+integrated along the same strain path, the plane-strain limit stress, a cut step rolled
+back exactly, a restart from a saved history, and serial = 2 ranks. Then FE² with J2
+elastoplastic cells (:class:`PlasticityModel`): one-phase cells equal the material points,
+the macro tangent against central differences of the residual, a cut step, 2 ranks.
 """
 
 import numpy as np
@@ -11,9 +13,10 @@ import ufl
 from dolfinx import fem, mesh
 from mpi4py import MPI
 
+from hmm_fem import cells
 from hmm_fem.macro import StaticElasticity
 from hmm_fem.materials import J2Plasticity, integrate_strain_path
-from hmm_fem.micro import MaterialPointModel, MicroSolveError
+from hmm_fem.micro import MaterialPointModel, MicroSolveError, PlasticityModel
 
 E, NU, YIELD = 1.0, 0.3, 0.01
 YIELD_STRAIN = YIELD / E
@@ -157,9 +160,9 @@ def test_a_run_restarts_from_its_saved_history(tmp_path):
     assert np.allclose(restarted.u.x.array, whole.u.x.array, rtol=0, atol=1e-14)
 
 
-def notched_plate(model, comm):
+def notched_plate(model, comm, n=6):
     """A plate pulled on a part of its top edge: a non-uniform plastic zone."""
-    msh = mesh.create_unit_square(comm, 6, 6)
+    msh = mesh.create_unit_square(comm, n, n)
     return StaticElasticity(
         msh,
         model,
@@ -205,3 +208,113 @@ def test_a_plastic_zone_on_two_ranks_equals_serial():
         assert abs(parallel[0] - serial[0]) < 1e-12 * serial[0]
         assert parallel[1] == pytest.approx(serial[1], abs=1e-12) and 0 < serial[1] < 1
         assert parallel[2] == serial[2]
+
+
+# -- FE² with J2 elastoplastic cells ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def coarse_square():
+    return cells.square(0.2, mesh_size=0.15)
+
+
+def two_phase(cell):
+    """Elastic fibres (10x stiffer) in a hardening J2 matrix."""
+    return PlasticityModel(cell, {"matrix": law(hardening=0.1), "inclusion": (10.0, 0.2)})
+
+
+def test_one_phase_cells_reproduce_the_material_point_solution(coarse_square):
+    """A cell whose phases carry one J2 law answers like the law at a point (no fluctuation),
+    so FE² equals the single-scale plasticity solve of the notched plate."""
+    one_phase = PlasticityModel(
+        coarse_square, {"matrix": law(hardening=0.05), "inclusion": law(hardening=0.05)}
+    )
+    fe2 = notched_plate(one_phase, MPI.COMM_SELF, n=3)
+    fe2.solve(steps=3)
+    points = notched_plate(MaterialPointModel(law(hardening=0.05)), MPI.COMM_SELF, n=3)
+    points.solve(steps=3)
+    assert np.abs(fe2.u.x.array - points.u.x.array).max() < 1e-10 * np.abs(points.u.x.array).max()
+    alpha = points.coupling.history_averages("equivalent_plastic_strain", "committed")
+    assert alpha.max() > 0
+
+
+def test_fe2_macro_tangent_matches_central_differences_of_the_residual(coarse_square):
+    """Within a load step (history committed at half load, the macro state a trial one
+    further on, so points yield strictly or stay elastic), the engine's Jacobian applied to
+    a direction equals central differences of the assembled macro residual, which the
+    cells' stresses make: the macro tangent is consistent. (At a converged state the yielded
+    points sit on the yield surface, where the response has a kink: central differences
+    there average the elastic and plastic tangents. The state meets the Dirichlet values and
+    the direction vanishes on that boundary, as Newton's iterates and increments do:
+    DOLFINx's residual lifts ``g - u`` with the Jacobian's boundary columns, a term whose
+    derivative the assembled Jacobian does not hold.)"""
+    problem = notched_plate(two_phase(coarse_square), MPI.COMM_SELF, n=3)
+    problem.solve(load=0.5)
+    nonlinear = problem.problem
+    u0 = 1.6 * problem.u.x.array
+    problem.u.x.array[:] = u0
+    problem.set_load(0.8)  # = 1.6 x 0.5: u0 meets the boundary values
+    direction = np.sin(np.arange(u0.size) * 1.7) * np.abs(u0).max()
+    for bc in problem.bcs:  # Newton directions vanish on the Dirichlet boundary
+        dofs, _ = bc.dof_indices()
+        direction[dofs] = 0.0
+    J = nonlinear.jacobian_matrix()
+    fraction = problem.coupling.last_response.solutions["yielded_fraction"]
+    assert fraction.max() > 0  # points are yielding in this increment
+    du = J.createVecRight()
+    du.array[:] = direction
+    J_du = J.createVecLeft()
+    J.mult(du, J_du)
+    h = 1e-7
+    values = []
+    for sign in (1.0, -1.0):
+        problem.u.x.array[:] = u0 + sign * h * direction
+        values.append(nonlinear.residual_vector().array.copy())
+    problem.u.x.array[:] = u0
+    difference = (values[0] - values[1]) / (2 * h)
+    assert np.abs(J_du.array - difference).max() < 1e-6 * np.abs(J_du.array).max()
+
+
+class FailingCells(PlasticityModel):
+    """Two-phase cells with one injected failure at the second evaluation of a step."""
+
+    def __init__(self, cell, step):
+        super().__init__(cell, {"matrix": law(hardening=0.1), "inclusion": (10.0, 0.2)})
+        self.fail_at, self.failed = step, False
+
+    def solve(self, state, context):
+        if context.step == self.fail_at and context.iteration == 2 and not self.failed:
+            self.failed = True
+            raise MicroSolveError("injected failure")
+        return super().solve(state, context)
+
+
+def test_a_cut_step_of_plastic_cells_equals_the_smaller_steps(coarse_square):
+    cut = notched_plate(FailingCells(coarse_square, step=2), MPI.COMM_SELF, n=2)
+    report = cut.solve(steps=2)
+    assert report.cuts == 1 and [s.load for s in report.accepted] == [0.5, 0.75, 1.0]
+    straight = notched_plate(two_phase(coarse_square), MPI.COMM_SELF, n=2)
+    for target in (0.5, 0.75, 1.0):
+        straight.solve(load=target)
+    # The cell warm-starts its micro Newton from its last solve, which the failed attempt
+    # changed: equal to the micro Newton's tolerance (1e-10 of the load), not bitwise.
+    scale = np.abs(straight.u.x.array).max()
+    assert np.abs(cut.u.x.array - straight.u.x.array).max() < 1e-9 * scale
+
+
+@pytest.mark.mpi
+def test_plastic_cells_on_two_ranks_equal_serial(coarse_square):
+    result = {}
+    for comm in (MPI.COMM_WORLD, MPI.COMM_SELF):
+        if comm is MPI.COMM_SELF and MPI.COMM_WORLD.rank != 0:
+            continue
+        problem = notched_plate(two_phase(coarse_square), comm, n=3)
+        report = problem.solve(steps=2)
+        norm = np.sqrt(
+            comm.allreduce(
+                fem.assemble_scalar(fem.form(ufl.inner(problem.u, problem.u) * ufl.dx)), MPI.SUM
+            )
+        )
+        result[comm.size] = (norm, report.statistics.micro_solves, report.iterations)
+    if MPI.COMM_WORLD.rank == 0:
+        serial, parallel = result[1], result[max(result)]
+        assert abs(parallel[0] - serial[0]) < 1e-10 * serial[0]
+        assert parallel[1:] == serial[1:]
