@@ -68,3 +68,17 @@ def test_pictures_leave_pyvista_settings_alone(tmp_path):
     path = plot_cell_fields(problem, tmp_path / "cell.png")
     assert path.stat().st_size > 10_000
     assert pyvista.OFF_SCREEN == before
+
+
+def test_the_readme_names_the_default_cell_solver():
+    """The README said the default cell solver was "a direct LU (MUMPS)"; it is the one of
+    DEFAULT_SOLVER_OPTIONS (CHOLMOD Cholesky)."""
+    from pathlib import Path
+
+    from hmm_fem.cells import DEFAULT_SOLVER_OPTIONS
+
+    readme = " ".join((Path(__file__).parent.parent / "README.md").read_text().split())
+    start = readme.index("The default solver is")
+    sentence = readme[start : readme.index(";", start)]
+    package = DEFAULT_SOLVER_OPTIONS["pc_factor_mat_solver_type"]
+    assert package.upper() in sentence.upper() and "LU (MUMPS)" not in sentence
