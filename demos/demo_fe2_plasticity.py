@@ -184,7 +184,7 @@ if comm.rank == 0:
     left.set_xlabel("top displacement δ / (σ_y / E)")
     left.set_ylabel("macro stress Σ_yy / σ_y")
     left.set_title("load past the limit, unload")
-    left.legend(loc="center right")
+    left.legend(loc="lower center")
     msh = model.cell.mesh
     x = msh.geometry.x
     triangles = msh.geometry.dofmaps[0][:, :3]
