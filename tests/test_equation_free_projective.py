@@ -238,20 +238,20 @@ def test_pig_drives_scipy_integrators_with_aligned_derivatives():
 def noisy_linear(eps, sigma, **options):
     """The linear slow-fast system with noise of strength sigma on the fast variable.
 
-    Euler-Maruyama steps z <- A z + (0, sigma sqrt(dt/eps) xi): the expected micro state
-    after k steps is exactly A^k z0.
+    Euler-Maruyama steps z <- (I + h M) z + (0, sigma sqrt(h/eps) xi): the expected micro
+    state after k steps of dt is exactly A^k z0, A = I + dt M (returned with the stepper).
     """
     dt = eps / 10
-    A = np.array([[1.0, -dt], [dt * (1 / eps - 1), 1 - dt / eps]])
+    M = np.array([[0.0, -1.0], [1 / eps - 1, -1 / eps]])
 
     def micro_step(z, t, h, rng):
-        assert h == dt
-        return A @ z + np.array([0.0, sigma * math.sqrt(dt / eps) * rng.standard_normal()])
+        drift = z + h * (M @ z)
+        return drift + np.array([0.0, sigma * math.sqrt(h / eps) * rng.standard_normal()])
 
     stepper = CoarseTimeStepper(
         lambda U, rng: np.array([U[0], U[0]]), micro_step, lambda z: z[:1], dt=dt, **options
     )
-    return stepper, A
+    return stepper, np.eye(2) + dt * M  # a burst's steps are of dt exactly
 
 
 def test_derivative_standard_error_is_consistent_with_the_exact_expectation():
@@ -292,6 +292,14 @@ def test_derivative_standard_error_is_consistent_with_the_exact_expectation():
     # ... and matches the spread of the estimates over the seeds.
     spread = np.std(estimates[32], axis=0, ddof=1) / np.mean(errors[32], axis=0)
     assert np.all((0.6 < spread) & (spread < 1.5)), spread
+
+
+def test_a_tolerance_below_the_noise_is_warned_about():
+    stepper, _ = noisy_linear(0.01, 0.1, burst_time=0.03, healing_time=0.01, replicas=4)
+    with pytest.warns(RuntimeWarning, match="noise of the derivative estimates alone exceeds"):
+        result = projective_integrate(stepper, [1.0], [0.0, 1.0], method="PIRK2", rtol=1e-6)
+    noisy = [s for s in result.report.steps if s.noise is not None and s.noise > 1]
+    assert noisy and all(s.error is not None for s in noisy)
 
 
 @pytest.mark.mpi
