@@ -255,43 +255,48 @@ def noisy_linear(eps, sigma, **options):
 
 
 def test_derivative_standard_error_is_consistent_with_the_exact_expectation():
+    # The noise is linear and Gaussian: the mean and variance of the burst's estimates are
+    # exact closed forms, against which the estimates and their standard errors are checked.
     eps, sigma, U0 = 0.01, 0.1, 1.0
     estimates = {8: [], 32: []}
     errors = {8: [], 32: []}
     for replicas in estimates:
         for seed in range(20):
             stepper, A = noisy_linear(
-                eps,
-                sigma,
-                burst_time=5 * eps,
-                healing_time=2 * eps,
-                replicas=replicas,
-                seed=seed,
+                eps, sigma, burst_time=5 * eps, healing_time=2 * eps, replicas=replicas, seed=seed
             )
             burst = stepper.burst([U0], 0.0)
             estimates[replicas].append((burst.state[0], burst.derivative[0]))
             errors[replicas].append((burst.state_error[0], burst.derivative_error[0]))
-    # The estimator is linear in the samples: its expectation is the same least-squares
-    # fit of the exact expected samples (A^k z0)_x over the window.
+    # Samples x_k (k micro steps after the lift, k = 20..70) enter the fitted state and
+    # slope with the weights 1/n and s_k / sum(s^2); the noise xi_j of step j enters x_k
+    # as (A^(k-j) b)_x xi_j, b = (0, sigma sqrt(dt/eps)).
     k = np.arange(20, 71)
-    expected_x = np.array([np.linalg.matrix_power(A, j)[0] @ [U0, U0] for j in k])
+    powers = [np.linalg.matrix_power(A, m) for m in range(71)]
+    expected_x = np.array([powers[j][0] @ [U0, U0] for j in k])
     s = (k - k.mean()) * eps / 10
-    expected = np.array([expected_x.mean(), s @ (expected_x - expected_x.mean()) / (s @ s)])
+    weights = np.array([np.full(k.size, 1 / k.size), s / (s @ s)])  # (state, derivative)
+    expected = weights @ expected_x
     assert expected[1] == pytest.approx(-math.exp(-4.5 * eps), rel=1e-3)  # the slow rate
+    response = np.array([powers[m][0] @ [0.0, sigma * math.sqrt(0.1)] for m in range(71)])
+    coefficients = np.array(
+        [[w[k >= j] @ response[k[k >= j] - j] for j in range(1, 71)] for w in weights]
+    )
+    deviation = np.sqrt((coefficients**2).sum(axis=1))  # of one replica's estimates
     for replicas in estimates:
-        z = (np.array(estimates[replicas]) - expected) / np.array(errors[replicas])
-        assert np.all(np.abs(z) < 4), (replicas, z)
-    # With 32 replicas z is nearly standard normal: the sum of 20 squares is chi-square(20)
-    # (times 31/29 for the estimated standard error); bounds at probability 1e-3 in total.
-    squares = (z**2).sum(axis=0)
-    low, high = chi2.ppf(5e-4, 20), chi2.ppf(1 - 5e-4, 20) * 31 / 29
-    assert np.all((low < squares) & (squares < high)), squares
-    # The standard error falls like 1/sqrt(replicas): E[s] = c4(n) sigma, ratio 1.946.
-    ratio = np.mean(errors[8], axis=0) / np.mean(errors[32], axis=0)
-    assert np.all((1.6 < ratio) & (ratio < 2.4)), ratio
-    # ... and matches the spread of the estimates over the seeds.
-    spread = np.std(estimates[32], axis=0, ddof=1) / np.mean(errors[32], axis=0)
-    assert np.all((0.6 < spread) & (spread < 1.5)), spread
+        estimate, error = np.array(estimates[replicas]), np.array(errors[replicas])
+        assert np.all(np.abs(estimate - expected) < 4 * error), replicas
+        # Exact z-scores: the sum of 20 squares is chi-square(20).
+        squares = (((estimate - expected) / (deviation / math.sqrt(replicas))) ** 2).sum(axis=0)
+        low, high = chi2.ppf(2.5e-4, 20), chi2.ppf(1 - 2.5e-4, 20)
+        assert np.all((low < squares) & (squares < high)), (replicas, squares)
+        # The standard error is deviation / sqrt(replicas): E[sample sd] = c4 * deviation,
+        # and the mean over 20 seeds of a sample sd of n = replicas fluctuates by about
+        # 1/sqrt(2 (n - 1) 20).
+        n = replicas
+        c4 = math.sqrt(2 / (n - 1)) * math.exp(math.lgamma(n / 2) - math.lgamma((n - 1) / 2))
+        ratio = error.mean(axis=0) / (c4 * deviation / math.sqrt(n))
+        assert np.all(np.abs(ratio - 1) < 3.5 / math.sqrt(2 * (n - 1) * 20)), (n, ratio)
 
 
 def test_a_tolerance_below_the_noise_is_warned_about():
