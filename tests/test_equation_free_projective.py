@@ -183,6 +183,19 @@ def test_burst_estimates_the_state_and_derivative_at_the_window_centre():
     assert stepper([2.0], 0.3, 0.0)[0] == 2.0  # restrict(lift(U)) = U
 
 
+def test_in_place_micro_steps_and_restriction_views_are_safe():
+    def halve(z, t, h, rng):
+        z *= 0.5  # in place
+        return z
+
+    stepper = CoarseTimeStepper(
+        lambda U, rng: np.array([U[0], 0.0]), halve, lambda z: z[:1], dt=1.0, burst_time=3.0
+    )
+    U = np.array([8.0])
+    burst = stepper.burst(U, 0.0)
+    assert np.array_equal(burst.samples[:, 0], [8.0, 4.0, 2.0, 1.0]) and U[0] == 8.0
+
+
 def test_adaptive_steps_meet_the_tolerance_and_report_every_step():
     for method in ("PFE", "PIRK2", "PIRK4"):
         errors, accepted = [], []

@@ -413,7 +413,8 @@ class CoarseTimeStepper:
         return np.stack(samples)
 
     def _restricted(self, x, shape, r, time) -> np.ndarray:
-        value = np.asarray(self.restrict(x), dtype=np.float64)
+        # A copy: restrict may return a view of a micro state that micro_step updates in place.
+        value = np.array(self.restrict(x), dtype=np.float64)
         if value.shape != shape:
             raise _ReplicaError(
                 f"restrict returned shape {value.shape} for replica {r} at t = {time:.10g}, "
