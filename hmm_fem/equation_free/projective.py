@@ -178,8 +178,15 @@ def projective_integrate(
     interval of ``t_span`` (as in EquationFreeGit); with ``projective_step``, equal steps of
     at most that length between successive output times; with ``rtol``, adaptive steps
     (``projective_step``, if given, is the first one). A step that is not longer than the
-    bursts it needs (``stages * burst duration``) is simulated directly with
-    ``stepper(U, t, step)``: exact, and no dearer.
+    bursts it needs (``stages * burst duration``; 11 bursts for PIRK4 with step doubling)
+    is simulated directly with ``stepper(U, t, step)``: exact, and no dearer.
+
+    Accuracy: the result follows the micro dynamics of the *lifted* states. Every step
+    lifts once, and the lift's distance from the slow manifold shifts the coarse state
+    while the fast variables heal (for a fast variable off its manifold by ``delta``,
+    relaxing at rate ``1/eps``, a shift of order ``eps * delta``): lift as close to the
+    slow manifold as you know it, and heal long enough that the fit window sees the
+    relaxed dynamics.
 
     Error control (``rtol``): the error estimate ``err`` is compared with
     ``atol + rtol * max(|U_n|, |U_n+1|)`` componentwise (max norm). ``"PFE"``: the Heun
