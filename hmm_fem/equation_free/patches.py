@@ -9,12 +9,12 @@ averages over the patches are the coarse field; the whole arrangement is a coars
 time-stepper ``stepper(U, t, T)`` on which the projective-integration and steady-state tools
 of :mod:`hmm_fem.equation_free` work.
 
-The scheme follows the gap-tooth and patch-dynamics papers of Gear, Li & Kevrekidis (2003)
-and Samaey, Kevrekidis & Roose (2005, 2006: patch averages as the coarse variables, the
-edge values from a polynomial whose *averages* over the neighbouring patches match theirs)
-and the "patchSys" design of Roberts, Bunder et al.'s EquationFreeGit toolbox (the patches
-coupled at every micro step, so that the patch system is one closed dynamical system); see
-:class:`PatchDynamics` for what is coupled how, and why.
+The scheme follows the gap-tooth and patch-dynamics papers of Gear, Li & Kevrekidis
+(2003) and Samaey, Roose & Kevrekidis (Multiscale Model. Simul. 4, 2005; J. Comput. Phys.
+213, 2006), which analyse it for homogenisation problems with box (patch) averages as the
+coarse variables, and the "patchSys" design of Roberts, Bunder et al.'s EquationFreeGit
+toolbox (the patches coupled at every micro step, so that the patch system is one closed
+dynamical system); see :class:`PatchDynamics` for what is coupled how, and why.
 
 :class:`HeterogeneousDiffusion` is a ready micro simulator: conservative finite differences
 of ``u_t = div(a(x/eps) grad u)`` on a fine square lattice in every patch (1D or 2D),
@@ -122,17 +122,19 @@ class PatchDynamics:
     regular grids stay symmetric, and a fit the nodes do not determine (nodes in a line
     along a boundary) takes the next shell of nodes (counted in ``widened_stencils``).
 
-    Why averages and not point values: the patch average is the coarse variable, and a
-    polynomial through the averages taken as point values misplaces the curvature by
-    ``w^2 U''/24`` (``w`` the patch width), which the small patch turns into an O(1)
-    error of its diffusion rate. Why a smooth polynomial per patch and not the P1/P2
-    interpolant of the coarse mesh: that interpolant has kinks at the nodes where the
-    patches sit, and a patch of width ``w`` feels a kink of slope ``s`` as a source
-    ``~ s/w``, an O(H^k/w) error. With ``order >= 2`` the coupling reproduces the
-    curvature, and the coarse rate of a smooth field is consistent with an error
-    O(H^order) on symmetric stencils (measured: ``order=4`` on a 12 x 12 mesh, 0.2 % in
-    the decay of ``sin(pi x) sin(2 pi y)``; ``order=2``, 0.8 %). Order 6 in 2D was
-    unstable in our tests; the largest stable order on a grid is not guaranteed.
+    Why averages and not point values: the patch average is the coarse variable; a
+    polynomial through the averages taken as point values is off by ``w^2 U''/24`` at
+    every node, which leaves an O((w/H)^2) error in the coarse rate however high the
+    order (and made the coupled patches unstable in our 2D tests). Why a smooth
+    polynomial per patch and not the P1/P2 interpolant of the coarse mesh: that
+    interpolant has kinks at the nodes where the patches sit, and a patch of width ``w``
+    feels a kink of slope ``s`` as a source ``~ s/w``, an O(H^k/w) error. With
+    ``order >= 2`` the coupling reproduces the curvature, and the coarse rate of a smooth
+    field is consistent with an error O(H^order) on symmetric stencils (tested in 1D).
+    Measured on a 12 x 12 mesh of the unit square (u = 0 on its boundary, constant
+    diffusivity), the error of the decay rate of ``sin(pi x) sin(2 pi y)``: 3 % with
+    ``order=2``, 0.05 % with ``order=4``; an odd order gains nothing over the even order
+    below it, and ``order=6`` made the coupled patches unstable.
     When the weights include edge points (a trapezoidal average over the whole patch),
     the averages and edge values are solved for together (a sparse LU made once).
 
@@ -519,12 +521,12 @@ class PatchDynamics:
             raise ValueError(f"the burst length T must be finite and >= 0, got {T}")
         memory = self._memory
         if memory is not None and memory[1] == t and np.array_equal(memory[0], U):
-            u = memory[2].copy()
+            u, history = memory[2].copy(), memory[3]
         else:
-            u = self.lift(U, t)
-        u = self.evolve(u, t, T)
+            u, history = self.lift(U, t), None
+        u, history = self._evolve(u, t, T, history)
         U_end = self.restrict(u)
-        self._memory = (U_end.copy(), t + T, u)
+        self._memory = (U_end.copy(), t + T, u, history)
         return U_end
 
     def lift(self, U, t: float = 0.0) -> np.ndarray:
@@ -549,7 +551,9 @@ class PatchDynamics:
         """Run the coupled patches from micro states ``u`` at ``t`` for time ``T``.
 
         ``ceil(T / dt)`` equal micro steps; the edge values are set before each step and
-        once more at the end (so the returned state is consistent with its averages).
+        once more at the end (so the returned state is consistent with its averages). With
+        ``coupling="explicit"`` and ``edge_time > 0`` the first step has no earlier
+        averages to extrapolate from and holds them (a lag of one step, ``~ dt``).
 
         Args:
             u: ``(N, P)`` micro states.
@@ -559,6 +563,10 @@ class PatchDynamics:
         Returns:
             ``(N, P)`` micro states at ``t + T``.
         """
+        return self._evolve(u, t, T, None)[0]
+
+    def _evolve(self, u, t, T, history):
+        """:meth:`evolve` from ``history`` (the averages one step back and that step)."""
         u = np.array(u, dtype=float)
         if u.shape != (len(self.centres), len(self._weights)):
             raise ValueError(
@@ -579,18 +587,19 @@ class PatchDynamics:
                 self.micro_steps += 1
         else:
             theta = self._edge_time
-            previous = None
             for n in range(steps):
                 time = t + n * h
                 U = self._averages(u, time)
                 # Edge values at the time the micro step reads them (start, end, ...):
-                # linear extrapolation of the averages from the last step (frozen at the
-                # first step of a run).
-                edge_U = U if previous is None or theta == 0 else U + theta * (U - previous)
+                # linear extrapolation of the averages from the last step.
+                edge_U = U
+                if history is not None and theta > 0:
+                    previous, h_previous = history
+                    edge_U = U + theta * h / h_previous * (U - previous)
                 self._write_edges(u, edge_U, time + theta * h)
                 u = np.asarray(self.micro.step(u, time, h), dtype=float)
                 self.micro_steps += 1
-                previous = U
+                history = (U, h)
         self._write_edges(u, self._averages(u, t + T), t + T)
         if not np.all(np.isfinite(u)):
             raise FloatingPointError(
@@ -599,7 +608,7 @@ class PatchDynamics:
                 "below the patch diffusion time (width^2 / (12 a)); else lower `order` or "
                 "raise `neighbours` (a fit that extrapolates can make the coupling unstable)"
             )
-        return u
+        return u, history
 
     def micro_coordinates(self) -> np.ndarray:
         """Global coordinates of all micro points, ``(N, P)`` in 1D and ``(N, P, d)``."""
