@@ -520,7 +520,13 @@ class PatchDynamics:
         if not (np.isfinite(T) and T >= 0):
             raise ValueError(f"the burst length T must be finite and >= 0, got {T}")
         memory = self._memory
-        if memory is not None and memory[1] == t and np.array_equal(memory[0], U):
+        # Continue only from the very state returned, at its time (to round-off of t + T).
+        continuing = (
+            memory is not None
+            and abs(memory[1] - t) <= 1e-9 * self.dt
+            and np.array_equal(memory[0], U)
+        )
+        if continuing:
             u, history = memory[2].copy(), memory[3]
         else:
             u, history = self.lift(U, t), None
