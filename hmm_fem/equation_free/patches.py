@@ -253,6 +253,18 @@ class PatchDynamics:
     ):
         self.micro = micro
         points, edge, weights = self._check_micro(micro)
+        if coupling not in ("explicit", "implicit"):
+            raise ValueError(f"coupling must be 'explicit' or 'implicit', got {coupling!r}")
+        if coupling == "implicit" and not getattr(micro, "linear", False):
+            raise ValueError(
+                f"coupling='implicit' superposes the responses of a linear micro step; "
+                f"{type(micro).__name__} does not declare `linear = True`: use "
+                "coupling='explicit'"
+            )
+        if domain_measure is not None and not (
+            np.isfinite(float(domain_measure)) and float(domain_measure) > 0
+        ):
+            raise ValueError(f"domain_measure must be positive, got {domain_measure!r}")
         dim = points.shape[1]
         self.dim = dim
         self.centres = _as_points(centres, dim, "centres")
@@ -318,16 +330,8 @@ class PatchDynamics:
         self._edge_time = float(getattr(micro, "edge_time", 0.0))
         if not 0 <= self._edge_time <= 1:
             raise ValueError(f"micro.edge_time must be in [0, 1], got {self._edge_time}")
-        if coupling not in ("explicit", "implicit"):
-            raise ValueError(f"coupling must be 'explicit' or 'implicit', got {coupling!r}")
         self.coupling = coupling
         self._implicit_factors = {}
-        if coupling == "implicit" and not getattr(micro, "linear", False):
-            raise ValueError(
-                f"coupling='implicit' superposes the responses of a linear micro step; "
-                f"{type(micro).__name__} does not declare `linear = True`: use "
-                "coupling='explicit'"
-            )
 
         self.micro_points = num_patches * len(points)
         self.micro_steps = 0
@@ -994,7 +998,9 @@ class HeterogeneousDiffusion:
 
     Time stepping: ``scheme="explicit"`` (forward Euler, ``dt <= stable_time_step``) or
     ``"implicit"`` (backward Euler, one sparse LU of all patches per distinct ``dt``,
-    kept), both as one sparse operator over all patches.
+    kept), both as one sparse operator over all patches. One "patch" whose width is the
+    whole domain, with its edges held at the boundary values, is the full fine-scale
+    simulation of the same medium (``cell_origin="global"``), as in the benchmark.
 
     Example:
         >>> micro = HeterogeneousDiffusion(lambda y1, y2: np.where(np.abs(y1 - 0.5) < 0.25,
@@ -1018,8 +1024,11 @@ class HeterogeneousDiffusion:
         weights: Trapezoidal averaging weights.
         spacing: The lattice spacing ``delta``.
         periods: Periods per patch width.
-        stable_time_step: The largest explicit step (Gershgorin bound); ``None`` for the
-            implicit scheme (give ``dt``).
+        stable_time_step: The largest explicit step (Gershgorin bound), set by
+            :meth:`prepare`; ``None`` for the implicit scheme (give ``dt``).
+        edge_time: 0 (explicit: the step reads its edge values at its start) or 1
+            (implicit: at its end); see :class:`PatchDynamics`.
+        linear: ``True`` (the step is linear in ``u``: ``coupling="implicit"`` applies).
 
     Raises:
         ValueError: If the width is not a whole number of periods, a count or option is
