@@ -138,6 +138,10 @@ def helper_figures(title, module_name):
     except Exception as exc:  # the other figures must still be printed
         print(f"    failed: {type(exc).__name__}: {exc}")
         return
+    if hasattr(module, "report"):  # the module formats its own figures
+        for line in module.report(figures):
+            print(f"    {line}")
+        return
     for key, value in figures.items():
         print(f"    {key}: {value:.4g}" if isinstance(value, float) else f"    {key}: {value}")
 
