@@ -600,7 +600,8 @@ def coarse_steady_state(
     noise_factor: float = NOISE_FACTOR,
     options: Mapping | None = None,
     start_time: float = 0.0,
-) -> tuple[np.ndarray, SteadyStateReport]:
+    return_report: bool = False,
+) -> np.ndarray | tuple[np.ndarray, SteadyStateReport]:
     """A fixed point of the coarse time-horizon map: ``Phi(U) = U``, matrix-free.
 
     Jacobian-free Newton-Krylov with PETSc SNES on ``MPI.COMM_SELF``: ``newtonls`` with a
@@ -612,7 +613,9 @@ def coarse_steady_state(
     ``{"ksp_rtol": 1e-4, "snes_linesearch_type": "basic"}``).
 
     Example:
-        >>> U, report = coarse_steady_state(stepper, U0, horizon=0.5, tol=1e-10)
+        >>> U = coarse_steady_state(stepper, U0, horizon=0.5, tol=1e-10)
+        >>> U, report = coarse_steady_state(stepper, U0, horizon=0.5, tol=1e-10,
+        ...                                 return_report=True)
         >>> print(report)   # Newton/GMRES iterations, map evaluations, micro steps, reason
 
     Args:
@@ -633,10 +636,11 @@ def coarse_steady_state(
         noise_factor: Multiple of the noise norm below which Newton stops.
         options: PETSc options overriding the defaults (names without prefix).
         start_time: The time ``t`` passed to the stepper.
+        return_report: Also return the :class:`SteadyStateReport`.
 
     Returns:
-        ``(U, report)``: the coarse steady state (shape of ``U0``) and a
-        :class:`SteadyStateReport`.
+        The coarse steady state (shape of ``U0``); with ``return_report``, the pair
+        ``(U, report)``.
 
     Raises:
         CoarseSolveError: SNES did not converge (message: reason, residual history), or the
@@ -702,7 +706,9 @@ def coarse_steady_state(
             tol,
             report.tolerance,
         )
-    return x.reshape(U0.shape), report
+    if return_report:
+        return x.reshape(U0.shape), report
+    return x.reshape(U0.shape)
 
 
 # -- coarse eigenvalues ---------------------------------------------------------------------------
@@ -1029,6 +1035,7 @@ def continuation(
     noise_factor: float = NOISE_FACTOR,
     options: Mapping | None = None,
     start_time: float = 0.0,
+    stop: Callable | None = None,
 ) -> Branch:
     """Follow a branch of coarse steady states from ``lam0`` towards ``lam_end``.
 
@@ -1051,8 +1058,8 @@ def continuation(
        (after a turn, along that secant);
        one that converges in at most 2 Newton iterations multiplies it by 1.5, in 5 or more
        halves it; within ``[min_step, max_step]``;
-    5. stop when the parameter passes ``lam_end``, falls back behind ``lam0``, or after
-       ``max_points`` points.
+    5. stop when the parameter passes ``lam_end``, falls back behind ``lam0``, when
+       ``stop(lambda, U)`` is true, or after ``max_points`` points.
 
     At every point the ``k`` leading coarse eigenvalues give the stability (stable when all
     ``|mu| < 1``). A fold is where ``d lambda / ds`` changes sign; it is located on the curve
@@ -1103,6 +1110,8 @@ def continuation(
         noise_factor: Newton stops at ``max(tol, noise_factor * noise)``.
         options: PETSc options of the correctors (names without prefix).
         start_time: The time ``t`` passed to the steppers.
+        stop: Optional ``stop(lambda, U) -> bool``, asked at every new point: true ends the
+            branch there (e.g. a bound on the amplitude of the state).
 
     Returns:
         The :class:`Branch`: ``parameters``, ``states``, ``stability``, ``eigenvalues``,
@@ -1143,6 +1152,8 @@ def continuation(
         raise ValueError(f"{where}: fold_samples must be >= 5, got {fold_samples!r}")
     if int(max_points) < 3:
         raise ValueError(f"{where}: max_points must be >= 3, got {max_points!r}")
+    if stop is not None and not callable(stop):
+        raise TypeError(f"{where}: stop must be callable as stop(lambda, U) -> bool")
     if eigenvalue_method not in ("auto", "dense", "slepc"):
         raise ValueError(
             f"{where}: eigenvalue_method must be 'auto', 'dense' or 'slepc', got "
@@ -1264,6 +1275,9 @@ def continuation(
             break
         if direction * (lam - lam0) < 0:
             stop_reason = f"went back past lam0 = {lam0:.10g}"
+            break
+        if stop is not None and stop(lam, z[:n].reshape(U0.shape)):
+            stop_reason = f"stop(lambda, U) at lambda = {lam:.10g}"
             break
 
     result = branch(stop_reason)
