@@ -416,3 +416,37 @@ def test_continuation_reports_a_step_that_collapses():
     assert len(branch.parameters) >= 3 and branch.parameters.max() <= 0.2
     np.testing.assert_allclose(branch.states[:, 0], 2 * branch.parameters, atol=1e-8)
     assert no_options_left()
+
+
+def test_the_tools_drive_the_coarse_time_stepper():
+    """coarse_steady_state and continuation on hmm-fem's own CoarseTimeStepper (lift
+    ``y = x^3``, RK4 micro steps, restrict ``x``): the exact fixed point and both folds."""
+    from hmm_fem.equation_free import CoarseTimeStepper
+
+    eps, T = 1e-2, 0.2
+
+    def make(lam):
+        def f(z):
+            return np.array([lam + z[0] - z[1], (z[0] ** 3 - z[1]) / eps])
+
+        def micro_step(z, t, h, rng):
+            a = f(z)
+            b = f(z + h / 2 * a)
+            c = f(z + h / 2 * b)
+            return z + h / 6 * (a + 2 * b + 2 * c + f(z + h * c))
+
+        return CoarseTimeStepper(
+            lambda U, rng: np.array([U[0], U[0] ** 3]),
+            micro_step,
+            lambda z: z[:1],
+            dt=eps / 2,
+            burst_time=eps,
+            comm=MPI.COMM_SELF,
+        )
+
+    exact = max(r.real for r in np.roots([1, 0, -1, -0.2]) if abs(r.imag) < 1e-12)
+    U = coarse_steady_state(make(0.2), [1.4], horizon=T, tol=1e-11)
+    assert abs(U[0] - exact) < 1e-10
+    branch = continuation(make, [-1.2], -0.6, 0.6, horizon=T, step=0.05, tol=1e-10)
+    assert len(branch.folds) == 2
+    np.testing.assert_allclose(branch.fold_parameters, [FOLD, -FOLD], atol=1e-8)

@@ -226,7 +226,9 @@ def test_cell_averages_use_the_weights_of_the_operators_own_rule(monkeypatch):
     coupling = coupling_of(q)
     coupling.evaluate()
     real = basix.make_quadrature
-    monkeypatch.setattr(basix, "make_quadrature", lambda cell, degree: real(cell, degree + 2))
+    monkeypatch.setattr(
+        basix, "make_quadrature", lambda cell, degree, **kw: real(cell, degree + 2, **kw)
+    )
     averages = coupling.cell_averages("T")
     DG0 = fem.functionspace(msh, ("DG", 0))
     w = ufl.TestFunction(DG0)

@@ -72,6 +72,7 @@ from mpi4py import MPI
 from petsc4py import PETSc
 
 from ..solver_options import PrefixedOptions
+from .stepper import MicroSimulationError
 
 __all__ = [
     "coarse_steady_state",
@@ -306,7 +307,18 @@ class _CoarseMap:
         stepper = self.stepper(lam)
         state = np.array(flat, dtype=float).reshape(self.shape)
         before = getattr(stepper, "micro_steps", None)
-        image = np.asarray(stepper(state, self.start_time, self.horizon), dtype=float)
+        try:
+            image = np.asarray(stepper(state, self.start_time, self.horizon), dtype=float)
+        except MicroSimulationError as exc:
+            # A micro simulation that blows up from a trial coarse state (a Bratu iterate
+            # past the fold, say) is a point outside the map's domain, like a non-finite
+            # image: Newton and continuation back off from it, and say so if they cannot.
+            parameter = "" if lam is None else f" (parameter {lam:.10g})"
+            raise CoarseSolveError(
+                f"{self.where}: the micro simulation failed from the coarse state "
+                f"{_brief(state)}{parameter}: {exc}",
+                reason="micro simulation failed",
+            ) from exc
         self.evaluations += 1
         after = getattr(stepper, "micro_steps", None)
         if before is not None and after is not None:
