@@ -142,8 +142,16 @@ def helper_figures(title, module_name):
         for line in module.report(figures):
             print(f"    {line}")
         return
+    def show(value):
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
     for key, value in figures.items():
-        print(f"    {key}: {value:.4g}" if isinstance(value, float) else f"    {key}: {value}")
+        if isinstance(value, list) and all(isinstance(v, dict) for v in value):
+            print(f"    {key}:")
+            for case in value:
+                print("      " + ", ".join(f"{k} {show(v)}" for k, v in case.items()))
+        else:
+            print(f"    {key}: {show(value)}")
 
 
 helper_figures(
