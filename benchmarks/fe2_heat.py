@@ -50,7 +50,7 @@ def run_case():
     model = ConductivityModel(
         cell, {"matrix": LinearLaw(1.0, 0.5), "inclusion": LinearLaw(10.0, -0.2)}
     )
-    problem = model.cell_problem()
+    problem = model.cell_problem(T=0.0)  # built at the boundary temperature, as the solve does
     plate = mesh.create_unit_square(comm, args.nx, args.nx)
     heat = SteadyHeat(
         plate,
