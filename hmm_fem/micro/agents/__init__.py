@@ -1,0 +1,1 @@
+"""Agent-based micro models (vectorised walkers; an adapter for Mesa models)."""

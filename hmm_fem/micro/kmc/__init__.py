@@ -1,0 +1,1 @@
+"""Lattice kinetic Monte Carlo (rejection-free), e.g. the ZGB model of CO oxidation."""

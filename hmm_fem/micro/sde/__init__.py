@@ -1,0 +1,1 @@
+"""Fast–slow stochastic systems: HMM estimators of the slow drift and diffusion."""
