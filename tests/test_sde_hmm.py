@@ -389,6 +389,20 @@ def test_reaction_network_birth_death_is_poisson(seed=3):
 # -- common random numbers, the micro seam ----------------------------------------------------
 
 
+def test_average_of_a_fast_observable(seed=12):
+    """The OU's invariant measure N(x, 1/2): <Y> = x and <Y^2> = x^2 + 1/2, each within 4 SE."""
+    eps, x = 1e-3, 1.3
+    estimator = averaging_estimator(eps, seed=seed, warm_start=False)
+    estimate = estimator.average(lambda y, x, t: np.hstack([y, y**2]), [x])
+    assert estimate.value.shape == (2,)
+    exact = np.array([x, x**2 + 0.5])
+    assert np.all(np.abs(estimate.value - exact) <= 4 * estimate.standard_error), estimate.value
+    # function=None is the slow drift, with the same numbers for the same key
+    assert np.array_equal(
+        estimator.average(None, [x], key=(3,)).value, estimator.drift([x], key=(3,)).value
+    )
+
+
 def test_common_random_numbers_and_the_jacobian(seed=9):
     eps = 1e-3
     estimator = averaging_estimator(eps, seed=seed, warm_start=False)

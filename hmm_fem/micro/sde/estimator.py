@@ -440,9 +440,37 @@ class FastSlowEstimator:
         """
         if self.slow_drift is None:
             raise ValueError("drift() needs slow_drift f(y, x, t); none was given")
+        return self.average(None, x, t, key=key)
+
+    def average(self, function, x, t: float = 0.0, *, key=None) -> Estimate:
+        """The stationary average of any ``function(y, x, t)`` from one burst.
+
+        As :meth:`drift` (which is ``average`` of ``slow_drift``), for an observable of the
+        fast state with ``x`` and ``t`` frozen: ``function`` returns ``(n, k)`` (or
+        ``(n,)``) values for the ``n`` replicas of a block.
+
+        Args:
+            function: ``function(y, x, t)``; ``None`` averages ``slow_drift``.
+            x: The frozen slow state.
+            t: The frozen macro time.
+            key: Integers naming the random numbers (``None``: fresh numbers).
+
+        Returns:
+            The :class:`Estimate` (value of shape ``(k,)``).
+
+        Raises:
+            TypeError: If ``function`` is not callable.
+            ValueError: If ``x`` is not finite, or ``function`` is ``None`` without a
+                ``slow_drift``.
+            FastSimulationError: If a replica fails (on every rank).
+        """
+        if function is not None and not callable(function):
+            raise TypeError(f"function must be callable, got {type(function).__name__}")
+        if function is None and self.slow_drift is None:
+            raise ValueError("average(None, ...) averages slow_drift f(y, x, t); none was given")
         x, t = self._slow(x), float(t)
-        parts, ends = self._burst(x, t, self._entropy(key), "drift")
-        mean_f = np.concatenate([p[0] for p in parts])  # (R, m)
+        parts, ends = self._burst(x, t, self._entropy(key), "drift", function=function)
+        mean_f = np.concatenate([p[0] for p in parts])  # (R, k)
         mean_f2 = np.concatenate([p[1] for p in parts])
         value, error = _mean_and_error(mean_f)
         variance = np.maximum(mean_f2.mean(axis=0) - value**2, 0.0)
@@ -559,14 +587,14 @@ class FastSlowEstimator:
         """The generator of the macro noise of step ``step`` (the same on every rank)."""
         return np.random.default_rng([self.seed, 0, _MACRO, 1, *_key(step)])
 
-    def _burst(self, x, t, entropy, mode, *, record=False, lift=False):
+    def _burst(self, x, t, entropy, mode, *, record=False, lift=False, function=None):
         """Run every local block; gather the per-replica results in replica order."""
         local, ends, message, cause = [], {}, None, None
         for block, first, n in self._local:
             rng = np.random.default_rng([self.seed, block, *entropy])
             try:
                 y = self._start(block, x, n, rng, lift)
-                result, y = self._block(y, x, t, rng, mode, record, n)
+                result, y = self._block(y, x, t, rng, mode, record, n, function)
             except _BlockError as exc:
                 message = (
                     f"replicas {first}..{first + n - 1} (block {block}) at x = {x}, "
@@ -605,7 +633,7 @@ class FastSlowEstimator:
             )
         return y
 
-    def _block(self, y, x, t, rng, mode, record, n):
+    def _block(self, y, x, t, rng, mode, record, n, function=None):
         dt, where, step = self.dt, "fast_step", 0
         try:
             for step in range(self.burn_steps):  # noqa: B007 - step is reported on failure
@@ -615,8 +643,8 @@ class FastSlowEstimator:
                 total = total2 = None
                 series = [] if record else None
                 for step in range(self.burn_steps, self.burst_steps):  # noqa: B007
-                    where = "slow_drift"
-                    f = self._f(y, x, t, n)
+                    where = "slow_drift" if function is None else "function"
+                    f = self._f(y, x, t, n, function)
                     total = f.copy() if total is None else total + f
                     total2 = f * f if total2 is None else total2 + f * f
                     if record:
@@ -672,7 +700,14 @@ class FastSlowEstimator:
             )
         return new
 
-    def _f(self, y, x, t, n):
+    def _f(self, y, x, t, n, function=None):
+        if function is not None:
+            value = np.asarray(function(y, x, t), dtype=np.float64)
+            if value.shape == (n,):
+                return value[:, None]
+            if value.ndim != 2 or value.shape[0] != n:
+                raise _BlockError(f"function returned shape {value.shape}; expected ({n}, k)")
+            return value
         f = np.asarray(self.slow_drift(y, x, t), dtype=np.float64)
         if f.shape == (n,) and x.size == 1:
             return f[:, None]
