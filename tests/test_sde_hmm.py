@@ -23,6 +23,7 @@ from hmm_fem.micro.sde import (
     ReactionNetwork,
     hmm_integrate,
     plan_burst,
+    plan_warm_starts,
 )
 
 SELF = MPI.COMM_SELF
@@ -263,6 +264,40 @@ def test_error_control_meets_its_tolerance():
     assert 0.5 * plan.standard_error[0] <= spread <= 1.6 * plan.standard_error[0]
     assert abs(errors.mean()) <= 0.2 * 0.5 + 4 * spread / math.sqrt(20)
     assert abs(cold.mean()) > 0.2 * 0.5 + 4 * cold.std(ddof=1) / math.sqrt(20)
+
+
+def test_warm_start_plan_measures_the_lag_of_the_fast_measure(seed=6):
+    """f = a x + y with a fast OU of mean x: F = (a + 1) x, J = a + 1, <df/dx> = a.
+
+    Only the measure's part of J (1, whatever a) lags a warm start: the deviation to cover
+    is 2 h |F_hat| (factor 2 of the plan; dx = h F_hat), so within 4 standard errors of
+    F_hat of 2 h |F| (the common-random-number Jacobian minus the explicit derivative is 1
+    up to round-off: both are linear in y). The extended burn-in covers it with the budget
+    0.2 tolerance / sqrt(steps).
+    """
+    eps, a, x, h = 1e-3, -5.0, 0.8, 0.1
+    estimator = FastSlowEstimator(
+        exact_ou_step(eps),
+        slow_drift=lambda y, x, t: a * x + y,
+        lift=lambda x, n, rng: np.full((n, 1), x[0]) + rng.standard_normal((n, 1)),
+        dt=eps / 2,
+        burn_in=2 * eps,
+        window=10 * eps,
+        replicas=16,
+        seed=seed,
+        comm=SELF,
+    )
+    plan = plan_burst(estimator, [x], tolerance=0.05, pilot_time=100 * eps)
+    estimator.configure(**plan.settings)
+    warm = plan_warm_starts(estimator, plan, [x], macro_step=h, steps=100)
+    F = (a + 1) * x
+    error = estimator.drift([x]).standard_error[0]
+    assert abs(warm.warm_change[0] / (2 * h) - abs(F)) <= 4 * error
+    assert warm.burn_in >= plan.burn_in
+    assert np.all(warm.warm_bias <= 0.2 * 0.05 / math.sqrt(100) + 1e-15)
+    tau = np.maximum(warm.relaxation_time, 1e-300)
+    amplitude = warm.warm_change * tau / warm.window * -np.expm1(-warm.window / tau)
+    assert np.allclose(warm.warm_bias, amplitude * np.exp(-warm.burn_in / tau))
 
 
 # -- the stochastic limit and Euler-Maruyama ------------------------------------------------

@@ -10,7 +10,8 @@ process ``Y`` (E, Liu & Vanden-Eijnden, Commun. Pure Appl. Math. 58, 2005):
   diffusion (variance growth of a slow increment), each with its standard error; replicas
   in blocks over MPI ranks with rank-independent streams, common random numbers by key,
   warm starts;
-* :func:`plan_burst` (``control.py``): burn-in, window and replicas from a tolerance;
+* :func:`plan_burst`, :func:`plan_warm_starts` (``control.py``): burn-in, window and
+  replicas from a tolerance, for cold and warm starts;
 * :func:`hmm_integrate` (``integrate.py``): explicit and implicit Euler (Newton on the
   estimated drift with common random numbers) with propagated error bars, and
   Euler–Maruyama with the estimated diffusion; the cost against a direct simulation;
@@ -18,7 +19,7 @@ process ``Y`` (E, Liu & Vanden-Eijnden, Commun. Pure Appl. Math. 58, 2005):
   for a macro FE problem.
 """
 
-from .control import BurstPlan, plan_burst
+from .control import BurstPlan, plan_burst, plan_warm_starts
 from .estimator import (
     DiffusionEstimate,
     Estimate,
@@ -40,6 +41,7 @@ __all__ = [
     "FastSimulationError",
     "BurstPlan",
     "plan_burst",
+    "plan_warm_starts",
     "hmm_integrate",
     "HMMSolution",
     "HMMReport",
