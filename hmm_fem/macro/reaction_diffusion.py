@@ -13,13 +13,27 @@ boundary is closed (no flux). Weak form with P1 elements, for a test function ``
 
     int u_t v dx = int J . grad v dx + int R v dx,
 
-``J`` and ``R`` constant on every cell (the cell's patch: a midpoint rule, consistent to
-second order), the mass lumped (so the scheme is explicit: forward Euler, or Heun's
-second-order method with two micro evaluations per step). Why explicit: every step asks
-the patches anew at the current state, the way HMM estimates a missing constitutive law
-on the fly; an implicit step would need a tangent of noisy estimates. The step is limited
-by the diffusive stability bound ``dt < 2 / lambda_max(M_L^-1 A)`` (``h^2 / 2D`` in 1D),
-which the problem checks when the model tells its diffusivity.
+``J`` constant on every cell (the cell's patch: a midpoint rule, consistent to second
+order), the mass lumped (so the scheme is explicit: Heun's second-order method, two micro
+evaluations per step, or forward Euler). Why explicit: every step asks the patches anew at
+the current state, the way HMM estimates a missing constitutive law on the fly; an implicit
+step would need a tangent of noisy estimates. The step is limited by the diffusive
+stability bound ``dt < 2 / lambda_max(M_L^-1 A)`` (``h^2 / 2D`` in 1D), which the problem
+checks when the model tells its diffusivity.
+
+**The reaction at the nodes** (``reaction="per_capita"``, the default). A patch sits at the
+cell midpoint, where the density is the mean of the vertex values; the midpoint rule for
+``int R v`` then gives an exponential tail ``u ~ exp(-lam x)`` the growth
+``r (1 + cosh(lam h)) / 2`` instead of ``r``: 3 % too much at ``lam h = 1/2``, and a
+Fisher–KPP front 3 % too fast (measured). Instead the patch's per-capita rate ``g_c = R_c /
+u_c`` is averaged to the nodes with the lumped weights and multiplied by the nodal
+density, ``R_i = u_i sum_c g_c int_c v_i / m_i``: exact for linear growth, second order
+otherwise, and with the lumped mass the reaction is then nodal like the time derivative.
+This assumes ``R = 0`` at ``u = 0`` (no immigration); a patch at ``u_c <= 0`` contributes
+no growth. ``reaction="midpoint"`` uses ``int R v`` as it stands (any ``R``).
+With the mean-field law at the patches, ``h = 0.5``, Heun and ``dt = 0.04``, the fitted
+front speed of 1D Fisher–KPP is within 0.1 % of ``2 sqrt(D r)``; with ``"midpoint"`` it
+is 2.8 % fast.
 
 **Random streams independent of the number of ranks.** A model with ``solve_batch``
 (vectorised patches) is evaluated in blocks: the states of all patches are gathered, sorted
@@ -45,12 +59,11 @@ from ..micro.protocol import MicroModel, SolveContext
 
 __all__ = ["PatchReactionDiffusion"]
 
+# The reference midpoints of the simplices (P1 gradients are constant on them).
 _MIDPOINTS = {
     "interval": [[0.5]],
     "triangle": [[1 / 3, 1 / 3]],
-    "quadrilateral": [[0.5, 0.5]],
     "tetrahedron": [[0.25, 0.25, 0.25]],
-    "hexahedron": [[0.5, 0.5, 0.5]],
 }
 
 
@@ -69,14 +82,15 @@ class PatchReactionDiffusion:
         >>> problem.mass()                     # the front position, here (u = 1 behind it)
 
     Args:
-        mesh: The macro mesh (cells of one type; the geometric and topological
-            dimensions agree).
+        mesh: The macro simplex mesh (intervals, triangles, tetrahedra; the geometric and
+            topological dimensions agree).
         model: Micro model with inputs ``u`` (scalar) and ``grad_u`` (``(dim,)``) and the
             response ``[R, J_1, ..., J_dim]``.
         dt: Macro time step.
         initial_density: A number, or a callable of the ``(gdim, n)`` coordinates (the
             interpolation convention of DOLFINx) giving the initial density.
-        scheme: ``"euler"`` (forward Euler) or ``"heun"`` (second order, two evaluations).
+        scheme: ``"heun"`` (second order, two evaluations per step) or ``"euler"``.
+        reaction: ``"per_capita"`` (the growth at the nodes, see above) or ``"midpoint"``.
         block_size: Patches per random stream (vectorised call) of a batched model.
         diffusivity: Diffusivity for the stability check; default: the model's simulator's
             ``diffusivity`` if it has one (else the check is skipped with a warning).
@@ -112,7 +126,8 @@ class PatchReactionDiffusion:
         *,
         dt: float,
         initial_density=0.0,
-        scheme: str = "euler",
+        scheme: str = "heun",
+        reaction: str = "per_capita",
         block_size: int = 128,
         diffusivity: float | None = None,
         state_resolution: float = 1e-9,
@@ -133,6 +148,8 @@ class PatchReactionDiffusion:
             )
         if scheme not in ("euler", "heun"):
             raise ValueError(f"scheme must be 'euler' or 'heun', got {scheme!r}")
+        if reaction not in ("per_capita", "midpoint"):
+            raise ValueError(f"reaction must be 'per_capita' or 'midpoint', got {reaction!r}")
         if not (np.isfinite(state_resolution) and state_resolution >= 0):
             raise ValueError(f"state_resolution must be finite and >= 0, got {state_resolution!r}")
         if not (np.isfinite(dt) and dt > 0):
@@ -141,13 +158,19 @@ class PatchReactionDiffusion:
             raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
         cell_name = mesh.topology.cell_name()
         if cell_name not in _MIDPOINTS:
-            raise ValueError(f"unsupported cell type {cell_name!r}")
+            raise ValueError(
+                f"unsupported cell type {cell_name!r}: use intervals, triangles or tetrahedra "
+                "(one patch per cell sees the gradient at the cell centre only, where the "
+                "checkerboard mode of Q1 quadrilaterals and hexahedra has none: that mode "
+                "is then undamped, an hourglass instability)"
+            )
         self.mesh = mesh
         self.model = model
         self.comm = mesh.comm
         self.dim = tdim
         self.dt = float(dt)
         self.scheme = scheme
+        self.reaction = reaction
         self.block_size = int(block_size)
         self.state_resolution = float(state_resolution)
         self.time = 0.0
@@ -167,6 +190,7 @@ class PatchReactionDiffusion:
         Q = fem.functionspace(mesh, ("DG", 0))
         Qv = fem.functionspace(mesh, ("DG", 0, (tdim,)))
         self.rate = fem.Function(Q, name="growth_rate")
+        self.per_capita_rate = fem.Function(Q, name="per_capita_growth_rate")
         self.flux = fem.Function(Qv, name="flux")
         self.rate_error = fem.Function(Q, name="growth_rate_error")
         self.flux_error = fem.Function(Qv, name="flux_error")
@@ -193,7 +217,15 @@ class PatchReactionDiffusion:
         self._qv_dofs = Qv.dofmap.list[: self.num_cells, 0]
 
         v = ufl.TestFunction(self.V)
-        self._rhs = fem.form(ufl.inner(self.flux, ufl.grad(v)) * ufl.dx + self.rate * v * ufl.dx)
+        if reaction == "midpoint":
+            self._rhs = fem.form(
+                ufl.inner(self.flux, ufl.grad(v)) * ufl.dx + self.rate * v * ufl.dx
+            )
+            self._growth = None
+        else:
+            self._rhs = fem.form(ufl.inner(self.flux, ufl.grad(v)) * ufl.dx)
+            self._growth = fem.form(self.per_capita_rate * v * ufl.dx)
+            self._g = fem.Function(self.V)
         self._lumped = fem.assemble_vector(fem.form(v * ufl.dx))
         self._lumped.scatter_reverse(_add())
         self._lumped.scatter_forward()
@@ -277,11 +309,15 @@ class PatchReactionDiffusion:
         self.evaluations += 1
         self.micro_seconds += _time.perf_counter() - start
         self.rate.x.array[self._q_dofs] = value[:, 0]
+        positive = u > 0
+        self.per_capita_rate.x.array[self._q_dofs] = np.where(
+            positive, value[:, 0] / np.where(positive, u, 1.0), 0.0
+        )
         self.rate_error.x.array[self._q_dofs] = error[:, 0]
         d = self.dim
         self.flux.x.array.reshape(-1, d)[self._qv_dofs] = value[:, 1:]
         self.flux_error.x.array.reshape(-1, d)[self._qv_dofs] = error[:, 1:]
-        for f in (self.rate, self.flux, self.rate_error, self.flux_error):
+        for f in (self.rate, self.per_capita_rate, self.flux, self.rate_error, self.flux_error):
             f.x.scatter_forward()
 
     def _evaluate_blocks(self, inputs, stage: int):
@@ -345,7 +381,14 @@ class PatchReactionDiffusion:
         b.array[:] = 0.0
         fem.assemble_vector(b.array, self._rhs)
         b.scatter_reverse(_add())
-        rate = b.array[: self._owned] / self._lumped.array[: self._owned]
+        owned = self._owned
+        if self._growth is not None:
+            g = self._g.x
+            g.array[:] = 0.0
+            fem.assemble_vector(g.array, self._growth)
+            g.scatter_reverse(_add())
+            b.array[:owned] += g.array[:owned] * self.u.x.array[:owned]
+        rate = b.array[:owned] / self._lumped.array[:owned]
         self.macro_seconds += _time.perf_counter() - start
         return rate
 
