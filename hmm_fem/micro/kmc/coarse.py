@@ -118,6 +118,7 @@ class SteadyCoverages:
         mean: Mean over replicas of the time-averaged coverages, ``(S,)`` (all species).
         standard_error: Its standard error (spread over replicas / sqrt(replicas)).
         replicas: ``(R, S)`` time averages of each replica.
+        final: ``(R, S)`` coverages of each replica at the end.
         poisoned: ``(R,)`` True where the replica ended in an absorbing state (no event
             possible).
         events: Finite-rate events executed, summed over replicas.
@@ -126,6 +127,7 @@ class SteadyCoverages:
     mean: np.ndarray
     standard_error: np.ndarray
     replicas: np.ndarray
+    final: np.ndarray
     poisoned: np.ndarray
     events: int
 
@@ -169,18 +171,20 @@ def steady_coverages(
         events += int(sim.run(window / samples).sum())
         total += sim.coverages()
     local = total / samples
+    final = sim.coverages()
     poisoned = sim.total_rate() == 0
     if comm is not None and comm.Get_size() > 1:
-        parts = comm.allgather((local, poisoned, events))
+        parts = comm.allgather((local, final, poisoned, events))
         local = np.concatenate([p[0] for p in parts])
-        poisoned = np.concatenate([p[1] for p in parts])
-        events = sum(p[2] for p in parts)
+        final = np.concatenate([p[1] for p in parts])
+        poisoned = np.concatenate([p[2] for p in parts])
+        events = sum(p[3] for p in parts)
     mean = local.mean(axis=0)
     if replicas > 1:
         error = local.std(axis=0, ddof=1) / math.sqrt(replicas)
     else:
         error = np.full_like(mean, np.nan)
-    return SteadyCoverages(mean, error, local, poisoned, events)
+    return SteadyCoverages(mean, error, local, final, poisoned, events)
 
 
 def mean_field_steady_state(
