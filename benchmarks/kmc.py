@@ -3,10 +3,10 @@
 The original ZGB model (instantaneous CO + O reaction) at y = 0.5 on one periodic 256^2
 lattice, one core, after a warm-up (compilation, and 30 Monte Carlo steps from the empty
 lattice into the reactive steady state). Timed: ``--mcs`` Monte Carlo steps, best of
-``--repeat``, in CPU time of the thread (the machine is shared: on a busy machine the wall
-clock measures the other jobs too; both are printed). An *event* is any change of the lattice: an adsorption (a timed
-event of the n-fold way) or a CO2 formation (instantaneous, found by the cascade); both are
-counted, and the timed events alone are reported too. The variant with a finite reaction
+``--repeat``, in CPU time of the thread (the machine is shared: on a busy machine the
+wall clock measures the other jobs too; both are printed). An *event* is any change of
+the lattice: an adsorption (a timed event of the n-fold way) or a CO2 formation
+(instantaneous, found by the cascade); both are counted, and the timed events alone are reported too. The variant with a finite reaction
 rate k = 100 (every event timed) is measured as well.
 
 The last line is ``events/s: X`` (the original model; target >= 5e6). Run:
