@@ -6,8 +6,9 @@ lattice into the reactive steady state). Timed: ``--mcs`` Monte Carlo steps, bes
 ``--repeat``, in CPU time of the thread (the machine is shared: on a busy machine the
 wall clock measures the other jobs too; both are printed). An *event* is any change of
 the lattice: an adsorption (a timed event of the n-fold way) or a CO2 formation
-(instantaneous, found by the cascade); both are counted, and the timed events alone are reported too. The variant with a finite reaction
-rate k = 100 (every event timed) is measured as well.
+(instantaneous, found by the cascade); both are counted, and the timed events alone are
+reported too. The variant with a finite reaction rate k = 100 (every event timed) is
+measured as well.
 
 The last line is ``events/s: X`` (the original model; target >= 5e6). Run:
 ``docker/run python3 benchmarks/kmc.py``.
