@@ -11,7 +11,7 @@ forms, dispatch, Newton), :mod:`~hmm_fem.macro` (ready-made macro problems),
 :mod:`~hmm_fem.io` (files and pictures).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 __all__ = [
     "__version__",

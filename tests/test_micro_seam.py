@@ -148,7 +148,7 @@ def test_bad_history_is_refused_with_its_name():
             return result
 
     dispatcher = Dispatcher(Broken(), MPI.COMM_SELF)
-    with pytest.raises(MicroSolveError, match="plastic_strain' has shape"):
+    with pytest.raises(MicroSolveError, match=r"\['plastic_strain'\] has shape"):
         step(dispatcher, [0.01])
     forgetful = Dispatcher(
         type("Forgetful", (Bar,), {"solve": lambda self, s, c: {"stress": 0.0, "tangent": 1.0}})(),

@@ -53,9 +53,9 @@ from petsc4py import PETSc
 from ..geometry import UnitCell
 from ..materials.phases import as_lame
 from .conditions import Periodic
-from .newton import CellNewton, NewtonFailure
-from .skeleton import CellProblem, PhaseField
-from .solver import DEFAULT_SOLVER_OPTIONS, LU_SOLVER_OPTIONS, CellSolveError, assemble_form
+from .newton import NewtonFailure, NonlinearCellProblem
+from .skeleton import PhaseField
+from .solver import DEFAULT_SOLVER_OPTIONS, LU_SOLVER_OPTIONS, CellSolveError
 
 __all__ = ["HyperelasticCell", "FALLBACK_SOLVER_OPTIONS"]
 
@@ -83,7 +83,7 @@ def _format_matrix(M: np.ndarray) -> str:
     return "[" + ", ".join("[" + ", ".join(f"{x:.6g}" for x in row) + "]" for row in M) + "]"
 
 
-class HyperelasticCell(CellProblem):
+class HyperelasticCell(NonlinearCellProblem):
     """Finite-strain periodic cell with compressible Neo-Hookean phases (2D plane strain).
 
     The cell is built once: function spaces, periodic constraint, the residual, Jacobian
@@ -180,19 +180,15 @@ class HyperelasticCell(CellProblem):
         max_iterations: int = 25,
         quadrature_degree: int | None = None,
     ):
-        super().__init__(cell, degree)
-        for name, value in (("rtol", rtol), ("atol", atol)):
-            if not (np.isfinite(value) and value > 0.0):
-                raise ValueError(f"{name} must be positive and finite, got {value!r}")
-        if int(max_iterations) < 1:
-            raise ValueError(f"max_iterations must be >= 1, got {max_iterations}")
-        self.rtol = float(rtol)
-        self.atol = float(atol)
-        self.max_iterations = int(max_iterations)
-        qdeg = 2 * (self.degree - 1) if quadrature_degree is None else int(quadrature_degree)
-        if qdeg < 0:
-            raise ValueError(f"quadrature_degree must be >= 0, got {quadrature_degree}")
-        self.quadrature_degree = qdeg
+        super().__init__(
+            cell,
+            degree,
+            rtol=rtol,
+            atol=atol,
+            max_iterations=max_iterations,
+            quadrature_degree=quadrature_degree,
+        )
+        qdeg = self.quadrature_degree
         d = cell.dim
         msh = cell.mesh
         self.phases = PhaseField(
@@ -220,10 +216,7 @@ class HyperelasticCell(CellProblem):
         A = ufl.diff(P, Fv)
         i, j, k, m = ufl.indices(4)
         AS = ufl.as_tensor(A[i, j, k, m] * self._selector[k, m], (i, j))
-        linear_options = {
-            k: v for k, v in (petsc_options or {}).items() if not k.startswith("snes_")
-        }
-        snes_options = {k: v for k, v in (petsc_options or {}).items() if k.startswith("snes_")}
+        linear_options, snes_options = self.split_options(petsc_options)
         # K = dR/dw, and -dR/dH[S]: the right-hand side of the tangent load case S.
         self.system = condition.system(
             self.V,
@@ -252,33 +245,21 @@ class HyperelasticCell(CellProblem):
         self._cells = np.arange(msh.topology.index_map(d).size_local, dtype=np.int32)
         self._dw = self.system.load.duplicate()
         self._min_J = float("nan")
-        self.newton = CellNewton(
+        self.newton = self._make_newton(
             self._R,
             w,
             self.system,
             snes_options=snes_options,
-            max_iterations=self.max_iterations,
+            linear_options=linear_options,
             prepare=self._admissible,
             note=lambda: f"min J {self._min_J:.3g}",
             domain="J = det F <= 0 (or NaN) at a quadrature point",
-            fallback_options=None
-            if linear_options == dict(FALLBACK_SOLVER_OPTIONS)
-            else FALLBACK_SOLVER_OPTIONS,
         )
         # Reference of the stopping criterion: nodal forces of a stress c_max.
-        h = ufl.CellDiameter(msh)
-        v = ufl.TestFunction(self.V)
-        g = assemble_form(
-            fem.form(ufl.inner(ufl.as_vector([1.0] * d), v) / h * dx),
-            self._dw.duplicate(),
-            self.mpc,
-        )
         lame = self.phases.values
-        self.residual_reference = float(np.max(2.0 * lame[:, 0] + lame[:, 1])) * g.norm()
-        g.destroy()
-        self.iterations = 0
-        self.tangent_solver = "primary"
-        self.tangent_seconds = 0.0
+        self.residual_reference = self._residual_reference(
+            self.system, dx, np.max(2.0 * lame[:, 0] + lame[:, 1])
+        )
 
     # -- material ------------------------------------------------------------------------------
     def _psi(self, F):
@@ -291,11 +272,6 @@ class HyperelasticCell(CellProblem):
     def phase_lame(self) -> dict[str, tuple[float, float]]:
         """The Lame constants ``(mu, lambda)`` of every phase, by name."""
         return {n: (float(c[0]), float(c[1])) for n, c in zip(self.cell.phases, self.phases.values)}
-
-    @property
-    def log(self) -> list[str]:
-        """The Newton log of the last solve (see the class docstring)."""
-        return self.newton.log
 
     @property
     def history(self) -> list[float]:

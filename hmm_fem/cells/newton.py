@@ -44,15 +44,23 @@ from collections.abc import Callable
 
 import numpy as np
 import petsc4py
+import ufl
 from dolfinx import fem
 from mpi4py import MPI
 from petsc4py import PETSc
 
 from ..solver_options import PrefixedOptions
 from .conditions import CellSystem
-from .solver import LU_SOLVER_OPTIONS, CellSolveError, FactorisedSolver
+from .skeleton import CellProblem
+from .solver import LU_SOLVER_OPTIONS, CellSolveError, FactorisedSolver, assemble_form
 
-__all__ = ["CellNewton", "NewtonFailure", "NEWTON_OPTIONS", "snes_reason_name"]
+__all__ = [
+    "CellNewton",
+    "NonlinearCellProblem",
+    "NewtonFailure",
+    "NEWTON_OPTIONS",
+    "snes_reason_name",
+]
 
 #: SNES options of every cell Newton: Newton with the backtracking line search (which
 #: backs off from domain errors), no step-length convergence (a tiny step is not a
@@ -466,3 +474,111 @@ if _SET_DOMAIN_ERROR is None:  # pragma: no cover - depends on the PETSc install
         RuntimeWarning,
         stacklevel=1,
     )
+
+
+class NonlinearCellProblem(CellProblem):
+    """What the cells with a micro Newton share (hyperelastic, plastic).
+
+    The Newton controls and their checks, the split of ``petsc_options`` between the SNES
+    and the linear solver, the :class:`CellNewton` with its recorded LU fallback, and the
+    reference of the stopping criterion.
+
+    Args:
+        cell: The unit cell.
+        degree: Polynomial degree of the fluctuation.
+        rtol: Newton tolerance, relative to the load (positive, finite).
+        atol: Absolute floor of the Newton tolerance (positive, finite).
+        max_iterations: Largest number of Newton steps per start (>= 1).
+        quadrature_degree: Quadrature degree of the cell integrals; default
+            ``2 (degree - 1)``, exact for P1 (piecewise constant integrands).
+
+    Attributes:
+        rtol, atol, max_iterations, quadrature_degree: The Newton controls.
+        iterations: Newton steps of the last solve.
+        tangent_solver: ``"primary"`` or ``"fallback"`` (LU): the solver that factorised the
+            converged Jacobian.
+        tangent_seconds: Part of the last solve's time spent on the tangent.
+    """
+
+    def __init__(
+        self,
+        cell,
+        degree: int,
+        *,
+        rtol: float,
+        atol: float,
+        max_iterations: int,
+        quadrature_degree: int | None,
+    ):
+        super().__init__(cell, degree)
+        for name, value in (("rtol", rtol), ("atol", atol)):
+            if not (np.isfinite(value) and value > 0.0):
+                raise ValueError(f"{name} must be positive and finite, got {value!r}")
+        if int(max_iterations) < 1:
+            raise ValueError(f"max_iterations must be >= 1, got {max_iterations}")
+        qdeg = 2 * (self.degree - 1) if quadrature_degree is None else int(quadrature_degree)
+        if qdeg < 0:
+            raise ValueError(f"quadrature_degree must be >= 0, got {quadrature_degree}")
+        self.rtol, self.atol = float(rtol), float(atol)
+        self.max_iterations = int(max_iterations)
+        self.quadrature_degree = qdeg
+        self.iterations = 0
+        self.tangent_solver = "primary"
+        self.tangent_seconds = 0.0
+
+    @staticmethod
+    def split_options(petsc_options: dict | None) -> tuple[dict, dict]:
+        """``(linear, snes)``: the ``snes_*`` options go to the SNES, the rest to the solver."""
+        options = dict(petsc_options or {})
+        snes = {k: v for k, v in options.items() if k.startswith("snes_")}
+        return {k: v for k, v in options.items() if k not in snes}, snes
+
+    def _make_newton(
+        self,
+        residual: fem.Form,
+        unknown: fem.Function,
+        system: CellSystem,
+        *,
+        snes_options: dict,
+        linear_options: dict,
+        prepare,
+        note,
+        domain: str,
+    ) -> CellNewton:
+        """The cell's :class:`CellNewton`, with MUMPS LU as the recorded fallback.
+
+        No fallback when the linear solver is that LU already.
+        """
+        return CellNewton(
+            residual,
+            unknown,
+            system,
+            snes_options=snes_options,
+            max_iterations=self.max_iterations,
+            prepare=prepare,
+            note=note,
+            domain=domain,
+            fallback_options=None
+            if linear_options == dict(LU_SOLVER_OPTIONS)
+            else LU_SOLVER_OPTIONS,
+        )
+
+    def _residual_reference(self, system: CellSystem, dx, stress_scale: float) -> float:
+        """``c ||g||``: the nodal forces of a stress ``c`` (``g_a = int (1/h) sum_i (phi_a)_i``).
+
+        The Newton tolerance is a strain times this reference, so it does not depend on the
+        initial guess (warm and cold starts stop at the same accuracy).
+        """
+        d = self.cell.dim
+        V = self.V
+        h = ufl.CellDiameter(V.mesh)
+        form = fem.form(ufl.inner(ufl.as_vector([1.0] * d), ufl.TestFunction(V)) / h * dx)
+        g = assemble_form(form, system.load.duplicate(), system.mpc)
+        reference = float(stress_scale) * g.norm()
+        g.destroy()
+        return reference
+
+    @property
+    def log(self) -> list[str]:
+        """The Newton log of the last solve (one line per iteration, fallbacks, reasons)."""
+        return self.newton.log

@@ -68,12 +68,11 @@ from petsc4py import PETSc
 from ..geometry import UnitCell
 from ..materials.phases import VOIGT_LABELS
 from ..materials.plasticity import J2Plasticity
-from ..materials.validation import require_young_poisson
+from ..materials.validation import require_named_arrays, require_young_poisson
 from ..voigt import VOIGT_PAIRS, isotropic_stiffness, ufl_strain, voigt_size
 from .conditions import Periodic, as_condition
-from .newton import CellNewton, NewtonFailure
-from .skeleton import CellProblem
-from .solver import DEFAULT_SOLVER_OPTIONS, LU_SOLVER_OPTIONS, CellSolveError, assemble_form
+from .newton import NewtonFailure, NonlinearCellProblem
+from .solver import DEFAULT_SOLVER_OPTIONS, CellSolveError
 
 __all__ = ["PlasticCell", "PlasticCellResponse", "PLASTIC_SOLVER_OPTIONS", "STATE_SHAPES"]
 
@@ -161,7 +160,7 @@ def _parse_phase(value, dim: int, what: str):
     return "elastic", require_young_poisson(float(array[0]), float(array[1]), what, value)
 
 
-class PlasticCell(CellProblem):
+class PlasticCell(NonlinearCellProblem):
     """Small-strain periodic cell with J2 elastoplastic, linear elastic and void phases.
 
     See the module docstring for the model, the Newton iteration and the macro tangent.
@@ -247,24 +246,21 @@ class PlasticCell(CellProblem):
         max_iterations: int = 25,
         quadrature_degree: int | None = None,
     ):
-        super().__init__(cell, degree)
-        for name, value in (("rtol", rtol), ("atol", atol)):
-            if not (np.isfinite(value) and value > 0.0):
-                raise ValueError(f"{name} must be positive and finite, got {value!r}")
-        if int(max_iterations) < 1:
-            raise ValueError(f"max_iterations must be >= 1, got {max_iterations}")
+        super().__init__(
+            cell,
+            degree,
+            rtol=rtol,
+            atol=atol,
+            max_iterations=max_iterations,
+            quadrature_degree=quadrature_degree,
+        )
         condition = as_condition(condition)
         if not isinstance(condition, Periodic) or not condition.pin:
             raise ValueError(
                 f"PlasticCell: condition={condition!r} is not supported; the plastic cell is "
                 "periodic: use condition='periodic' (Periodic() with its pinned node)"
             )
-        qdeg = 2 * (self.degree - 1) if quadrature_degree is None else int(quadrature_degree)
-        if qdeg < 0:
-            raise ValueError(f"quadrature_degree must be >= 0, got {quadrature_degree}")
-        self.rtol, self.atol = float(rtol), float(atol)
-        self.max_iterations = int(max_iterations)
-        self.quadrature_degree = qdeg
+        qdeg = self.quadrature_degree
         d = cell.dim
         n = voigt_size(d)
         self.size = n
@@ -377,10 +373,7 @@ class PlasticCell(CellProblem):
         self.fluctuation = fem.Function(constraint.space, name="fluctuation")
         w = self.fluctuation
         sigma, C_alg = self._q_stress, self._q_tangent
-        linear_options = {
-            k: v for k, v in (petsc_options or {}).items() if not k.startswith("snes_")
-        }
-        snes_options = {k: v for k, v in (petsc_options or {}).items() if k.startswith("snes_")}
+        linear_options, snes_options = self.split_options(petsc_options)
         self.system = condition.system(
             self.V,
             lambda du, v: ufl.inner(ufl.dot(C_alg, ufl_strain(du)), ufl_strain(v)) * dx,
@@ -394,27 +387,17 @@ class PlasticCell(CellProblem):
         residual = fem.form(ufl.inner(sigma, ufl_strain(ufl.TestFunction(self.V))) * dx)
         self._strain = fem.Expression(self.macro_strain + ufl_strain(w), points)
         self._dw = self.system.load.duplicate()
-        self.newton = CellNewton(
+        self.newton = self._make_newton(
             residual,
             w,
             self.system,
             snes_options=snes_options,
-            max_iterations=self.max_iterations,
+            linear_options=linear_options,
             prepare=self._return_mapping,
             note=lambda: f"{self._num_yielded} of {m} plastic points yield",
             domain="the micro strain is not finite at a quadrature point",
-            fallback_options=None
-            if linear_options == dict(LU_SOLVER_OPTIONS)
-            else LU_SOLVER_OPTIONS,
         )
-        h = ufl.CellDiameter(msh)
-        g = assemble_form(
-            fem.form(ufl.inner(ufl.as_vector([1.0] * d), ufl.TestFunction(self.V)) / h * dx),
-            self._dw.duplicate(),
-            self.mpc,
-        )
-        self.residual_reference = c_max * g.norm()
-        g.destroy()
+        self.residual_reference = self._residual_reference(self.system, dx, c_max)
 
         # Per-iterate work arrays of the hook (the trial values of the current solve).
         self._committed: Mapping[str, np.ndarray] | None = None
@@ -426,9 +409,6 @@ class PlasticCell(CellProblem):
         self._last: dict[str, np.ndarray] | None = None
         self._fields: dict[str, fem.Function] = {}
         self._displacement: tuple[fem.Function, fem.Expression] | None = None
-        self.iterations = 0
-        self.tangent_solver = "primary"
-        self.tangent_seconds = 0.0
 
     # -- the state -----------------------------------------------------------------------------
     def initial_state(self) -> dict[str, np.ndarray]:
@@ -448,29 +428,13 @@ class PlasticCell(CellProblem):
         where = (
             f"PlasticCell ('{self.cell.geometry}' cell, {self.num_plastic_points} plastic points)"
         )
-        if not isinstance(state, Mapping):
-            raise ValueError(
-                f"{where}: the state must be a dict of arrays {self.state_shapes}, got "
-                f"{type(state).__name__}; start from initial_state()"
-            )
-        if set(state) != set(self.state_shapes):
-            raise ValueError(
-                f"{where}: the state has the names {sorted(state)}, expected "
-                f"{sorted(self.state_shapes)}; start from initial_state()"
-            )
-        checked = {}
-        for key, shape in self.state_shapes.items():
-            value = np.asarray(state[key], dtype=np.float64)
-            if value.shape != shape:
-                raise ValueError(
-                    f"{where}: state['{key}'] has shape {value.shape}, expected {shape} (one "
-                    "row per plastic quadrature point of this cell); was it made for another "
-                    "cell, mesh or quadrature degree?"
-                )
-            if not np.all(np.isfinite(value)):
-                raise ValueError(f"{where}: state['{key}'] is not finite")
-            checked[key] = value
-        return checked
+        return require_named_arrays(
+            state,
+            self.state_shapes,
+            f"{where}: state",
+            "one row per plastic quadrature point of this cell (was it made for another cell, "
+            "mesh or quadrature degree?); start from initial_state()",
+        )
 
     def _check_strain(self, strain) -> np.ndarray:
         d, n = self.cell.dim, self.size
@@ -521,11 +485,6 @@ class PlasticCell(CellProblem):
         return True
 
     # -- the solve -----------------------------------------------------------------------------
-    @property
-    def log(self) -> list[str]:
-        """The Newton log of the last solve (one line per iteration, fallbacks, reasons)."""
-        return self.newton.log
-
     @property
     def residual_norms(self) -> list[float]:
         """Residual norms ``||R||`` of the last solve, one per Newton iteration."""

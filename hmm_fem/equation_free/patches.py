@@ -437,8 +437,7 @@ class PatchDynamics:
 
         if mesh.comm.size != 1:
             raise ValueError(
-                "the macro mesh of the patches must live on one process: create it on "
-                "MPI.COMM_SELF"
+                "the macro mesh of the patches must live on one process: create it on MPI.COMM_SELF"
             )
         topology = mesh.topology
         tdim, gdim = topology.dim, mesh.geometry.dim
@@ -471,9 +470,12 @@ class PatchDynamics:
         elif cell_name == "quadrilateral":
             ring = xc[:, [0, 1, 3, 2]]
             x, y = ring[..., 0], ring[..., 1]
-            measure = 0.5 * np.abs(
-                (x * np.roll(y, -1, axis=1) - np.roll(x, -1, axis=1) * y).sum(axis=1)
-            ).sum()
+            measure = (
+                0.5
+                * np.abs(
+                    (x * np.roll(y, -1, axis=1) - np.roll(x, -1, axis=1) * y).sum(axis=1)
+                ).sum()
+            )
         else:
             raise ValueError(f"macro cells of type {cell_name} are not supported")
 
@@ -759,8 +761,9 @@ class PatchDynamics:
         pending = np.arange(num_patches)
         pieces = {}
         while len(pending):
-            sizes = np.array([cuts[j][level[j]] if level[j] < len(cuts[j]) else -1
-                              for j in pending])
+            sizes = np.array(
+                [cuts[j][level[j]] if level[j] < len(cuts[j]) else -1 for j in pending]
+            )
             if np.any(sizes < 0):
                 j = pending[np.flatnonzero(sizes < 0)[0]]
                 raise ValueError(
@@ -775,11 +778,14 @@ class PatchDynamics:
                 members = index[group, :size]
                 offsets = self._displacement(nodes[members] - self.centres[group, None, :])
                 offsets = offsets / scale
-                design = np.where(
-                    (members < num_patches)[..., None],
-                    _shifted_moments(offsets, moments, exponents),
-                    _monomials(offsets, exponents),
-                )[..., 1:] - moments[1:]
+                design = (
+                    np.where(
+                        (members < num_patches)[..., None],
+                        _shifted_moments(offsets, moments, exponents),
+                        _monomials(offsets, exponents),
+                    )[..., 1:]
+                    - moments[1:]
+                )
                 # Weighted least squares, weights (scale/distance)^4: the nearest nodes
                 # dominate (a 5x smaller coupling error in 2D than equal weights).
                 sqrt_w = np.linalg.norm(offsets, axis=-1) ** -2.0
@@ -928,8 +934,10 @@ class PatchDynamics:
         if len(values) != dim:
             raise ValueError(f"period needs one entry per axis ({dim}), got {period!r}")
         out = np.array([0.0 if v is None else float(v) for v in values])
-        if np.any(~np.isfinite(out)) or np.any(out < 0) or any(
-            v is not None and float(v) == 0 for v in values
+        if (
+            np.any(~np.isfinite(out))
+            or np.any(out < 0)
+            or any(v is not None and float(v) == 0 for v in values)
         ):
             raise ValueError(f"periods must be positive lengths or None, got {period!r}")
         return out
@@ -954,8 +962,7 @@ class PatchDynamics:
             dt = getattr(micro, "stable_time_step", None)
             if dt is None:
                 raise ValueError(
-                    f"give dt: the micro simulator {type(micro).__name__} has no "
-                    "stable_time_step"
+                    f"give dt: the micro simulator {type(micro).__name__} has no stable_time_step"
                 )
         dt = float(dt)
         if not (np.isfinite(dt) and dt > 0):
@@ -1065,8 +1072,10 @@ class HeterogeneousDiffusion:
                 f"(period {period:.6g}): a patch must hold a whole number of periods to "
                 f"average the cells correctly, e.g. width={whole * period:.6g}"
             )
-        for name, value, least in (("points_per_period", points_per_period, 2),
-                                   ("face_points", face_points, 1)):
+        for name, value, least in (
+            ("points_per_period", points_per_period, 2),
+            ("face_points", face_points, 1),
+        ):
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
                 raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
         if scheme not in ("explicit", "implicit"):

@@ -132,4 +132,3 @@ class UnitCell:
     def num_cells(self) -> int:
         """Number of mesh cells."""
         return self.mesh.topology.index_map(self.dim).size_local
-

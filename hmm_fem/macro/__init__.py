@@ -3,6 +3,7 @@
 from .elasticity import DEFAULT_MAX_CUTS, LoadStep, StaticElasticity, SteppedSolveReport
 from .elastodynamics import LinearElastodynamics
 from .heat import SteadyDarcy, SteadyHeat, TransientHeat
+from .reaction_diffusion import PatchReactionDiffusion
 
 __all__ = [
     "SteadyHeat",
@@ -13,4 +14,5 @@ __all__ = [
     "LoadStep",
     "DEFAULT_MAX_CUTS",
     "LinearElastodynamics",
+    "PatchReactionDiffusion",
 ]

@@ -7,6 +7,8 @@ One rule decides whether a matrix is symmetric positive definite, for phase inpu
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 __all__ = [
@@ -15,6 +17,7 @@ __all__ = [
     "spd_defect",
     "require_spd",
     "require_young_poisson",
+    "require_named_arrays",
 ]
 
 #: A matrix is symmetric when ``max |A - A^T| <= SYMMETRY_TOLERANCE * max |A|``: far above
@@ -95,3 +98,40 @@ def require_young_poisson(E: float, nu: float, what: str, given) -> tuple[float,
             "incompressible limit, which this displacement formulation cannot represent)."
         )
     return E, nu
+
+
+def require_named_arrays(
+    values, shapes: Mapping[str, tuple[int, ...]], what: str, hint: str = ""
+) -> dict[str, np.ndarray]:
+    """``values`` as new float arrays with exactly the names and shapes of ``shapes``.
+
+    For internal variables (a plastic state, a micro model's history): a dict name -> array.
+
+    Args:
+        values: The dict given.
+        shapes: Name -> expected shape.
+        what: What the values are and whose, for the messages (``"PlasticCell (...): the
+            state"``).
+        hint: How to fix it, appended to the messages.
+
+    Raises:
+        ValueError: naming ``what`` and the first offending entry, if ``values`` is not a
+            dict, has other names, an entry of another shape, or a non-finite entry.
+    """
+    tail = f"; {hint}" if hint else ""
+    if not isinstance(values, Mapping):
+        raise ValueError(
+            f"{what} must be a dict name -> array with the names {sorted(shapes)}, got "
+            f"{type(values).__name__}{tail}"
+        )
+    if set(values) != set(shapes):
+        raise ValueError(f"{what} has the names {sorted(values)}, expected {sorted(shapes)}{tail}")
+    checked = {}
+    for name, shape in shapes.items():
+        array = np.array(values[name], dtype=np.float64)
+        if array.shape != tuple(shape):
+            raise ValueError(f"{what}['{name}'] has shape {array.shape}, expected {shape}{tail}")
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"{what}['{name}'] is not finite")
+        checked[name] = array
+    return checked

@@ -34,6 +34,8 @@ from pathlib import Path
 import numpy as np
 from mpi4py import MPI
 
+from ..materials.validation import require_named_arrays
+
 __all__ = ["HistoryStore", "history_code"]
 
 _MASK52 = (1 << 52) - 1
@@ -88,28 +90,12 @@ class HistoryStore:
 
     # -- entries -------------------------------------------------------------------------------
     def check(self, history, what: str) -> dict[str, np.ndarray]:
-        """``history`` as float arrays of the declared names and shapes, or a clear error."""
-        if not isinstance(history, Mapping):
-            raise ValueError(
-                f"{self.owner}: {what} must be a dict name -> array with the names "
-                f"{sorted(self.shapes)}, got {type(history).__name__}"
-            )
-        if set(history) != set(self.shapes):
-            raise ValueError(
-                f"{self.owner}: {what} has the names {sorted(history)}, but the model "
-                f"declares the history {sorted(self.shapes)}"
-            )
-        checked = {}
-        for name, shape in self.shapes.items():
-            array = np.array(history[name], dtype=np.float64)
-            if array.shape != shape:
-                raise ValueError(
-                    f"{self.owner}: {what} '{name}' has shape {array.shape}, declared {shape}"
-                )
-            if not np.all(np.isfinite(array)):
-                raise ValueError(f"{self.owner}: {what} '{name}' is not finite")
+        """``history`` as read-only arrays of the declared names and shapes, or a clear error."""
+        checked = require_named_arrays(
+            history, self.shapes, f"{self.owner}: {what}", "the model declares its history"
+        )
+        for array in checked.values():
             array.setflags(write=False)
-            checked[name] = array
         return checked
 
     def add(self, history: Mapping[str, np.ndarray], what: str = "a history") -> np.ndarray:
