@@ -7,7 +7,8 @@ process ``Y`` (E, Liu & Vanden-Eijnden, Commun. Pure Appl. Math. 58, 2005):
   :class:`ReactionNetwork` for Markov jump processes (Gillespie, all replicas per event);
 * :class:`FastSlowEstimator` (``estimator.py``): bursts with the slow state frozen; the
   effective drift (time average of ``f`` after a burn-in, over replicas) and the effective
-  diffusion (variance growth of a slow increment), each with its standard error; replicas
+  diffusion (variance growth of a slow increment), each with its standard error, and the
+  stationary average of any function of the fast state (``average``); replicas
   in blocks over MPI ranks with rank-independent streams, common random numbers by key,
   warm starts;
 * :func:`plan_burst`, :func:`plan_warm_starts` (``control.py``): burn-in, window and
