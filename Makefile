@@ -32,6 +32,7 @@ bench:
 	$(RUN) python3 benchmarks/cell_permeability.py
 	$(RUN) python3 benchmarks/equation_free.py
 	$(RUN) python3 benchmarks/patches.py
+	$(RUN) python3 benchmarks/sde_hmm.py
 
 info:
 	$(RUN) python3 -m hmm_fem info
