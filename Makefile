@@ -31,6 +31,7 @@ bench:
 	$(RUN) python3 benchmarks/fe2_elasticity.py
 	$(RUN) python3 benchmarks/cell_permeability.py
 	$(RUN) python3 benchmarks/equation_free.py
+	$(RUN) python3 benchmarks/kmc.py
 
 info:
 	$(RUN) python3 -m hmm_fem info

@@ -96,11 +96,12 @@ WM_SIDE, WM_REPLICAS = 64, (8 if args.quick else 16)
 LAT_SIDE, LAT_REPLICAS = (32, 8) if args.quick else (64, 8)
 # Run-to-run standard deviation of the well-mixed coarse fold (64^2, 8 replicas, H = 2),
 # measured over 20 seeds (tests/test_kmc.py); more replicas only lower it.
-FOLD_SD = 0.005
+FOLD_SD = 0.0036
 # Lattice model, brute force from the empty lattice (16 replicas, 500 MCS), where half
-# the replicas poison: y1 = 0.362, 0.356, 0.354 and y2 = 0.480, 0.483, 0.48x on 16^2,
-# 32^2, 64^2. The spread over lattice sizes:
+# the replicas poison: y1 > 0.36, 0.356, 0.354 and y2 = 0.480, 0.483, 0.482 on 16^2, 32^2,
+# 64^2. The spread of y1 over lattice sizes (16^2 to 64^2):
 Y1_SIZE_ERROR = 0.008
+Y2_SIZE_ERROR = 0.003  # and of y2
 LAT_SWEEP = (np.array([0.33, 0.345, 0.36, 0.38, 0.42, 0.46, 0.475, 0.49]) if args.quick
              else np.round(np.r_[np.arange(0.32, 0.38, 0.01), np.arange(0.40, 0.47, 0.02),
                                  np.arange(0.47, 0.501, 0.005)], 4))
@@ -242,7 +243,7 @@ checks[f"lattice: continuation turns at one fold, y = {lat_fold:.4f}, stable bef
                             and lat.stability[-1] == "unstable")
 # The reactive state cannot outlive the fold: brute force leaves it at or before it.
 checks[f"lattice: brute-force y2 = {lat_y2:.4f} <= coarse fold {lat_fold:.4f} (+ lattice "
-       f"size error {Y1_SIZE_ERROR})"] = lat_y2 <= lat_fold + Y1_SIZE_ERROR
+       f"size error {Y2_SIZE_ERROR})"] = lat_y2 <= lat_fold + Y2_SIZE_ERROR
 checks[f"lattice: coarse y1 = {coarse_y1:.4f} within the lattice-size error "
        f"{Y1_SIZE_ERROR} + 2 se of brute force {lat_y1:.4f}"] = (
     abs(coarse_y1 - lat_y1) < Y1_SIZE_ERROR + 2 * coarse_y1_error)

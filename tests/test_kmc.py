@@ -403,11 +403,11 @@ def test_coarse_eigenvalues_of_the_well_mixed_kmc_are_the_mean_field_multipliers
         assert (abs(mu[0]) < 1) == (abs(values[lead]) < 1)
 
 
-# Fold of the continuation below, over 20 seeds (48^2 sites, 8 replicas, H = 2): mean
-# FOLD_MEAN, standard deviation FOLD_SD (measured, .scratch; the Branch's own
-# fold_standard_errors, ~3e-4, underestimate it: the corrector samples near a fold share
-# their guesses and their Newton errors).
-FOLD_SD = 0.005
+# Fold of the continuation below (64^2 sites, 8 replicas, H = 2) over 20 seeds: mean
+# 0.5003, standard deviation FOLD_SD = 0.0036 (measured; its mean is 0.4 standard errors
+# from 1/2). The Branch's own fold_standard_errors (~2e-4) underestimate it 15-fold: the
+# corrector samples near a fold share their guesses and their Newton errors.
+FOLD_SD = 0.0036
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -420,7 +420,7 @@ def test_continuation_turns_at_the_mean_field_fold_in_the_well_mixed_limit(seed)
     # theta_CO = theta_O = 1/4; tolerance 4 measured standard deviations of the fold.
     H = 2.0
     family = coverage_stepper_family(
-        lambda y: zgb(y, reaction_rate=1.0), (48, 48), species=["CO", "O"], dt=H / 4,
+        lambda y: zgb(y, reaction_rate=1.0), (64, 64), species=["CO", "O"], dt=H / 4,
         burst_time=H, replicas=8, seed=seed, comm=MPI.COMM_SELF, well_mixed=True)
     branch = continuation(family, zgb_mean_field_states(0.40)[0][1:], 0.40, 0.7, horizon=H,
                           step=0.02, tol=1e-6, max_points=30)
@@ -438,11 +438,12 @@ def test_continuation_turns_at_the_mean_field_fold_in_the_well_mixed_limit(seed)
 @pytest.mark.parametrize("seed", SEEDS)
 def test_the_o_poisoned_state_changes_stability_at_the_brute_force_y1(seed):
     # ZGB with k = 1 and CO diffusion (D = 10, O immobile) on the lattice: brute force
-    # from the empty lattice (16 replicas, 500 MCS) poisons with O below y1 = 0.362
-    # (16^2), 0.356 (32^2), 0.354 (64^2) (half the replicas). The coarse eigenvalue of
-    # the O-poisoned state (random vacancies at dilution 0.005, healed 32 MCS, growth over
-    # 64 MCS) crosses 1 there: it is below 1 at y1 - 0.025 and above 1 at y1 + 0.025 (the
-    # lattice-size spread of y1 is 0.008), each by 4 standard errors.
+    # from the empty lattice (16 replicas, 500 MCS) poisons with O below y1 = 0.356
+    # (32^2), 0.354 (64^2), above 0.36 on 16^2 (where half the replicas poison). The
+    # coarse eigenvalue of the O-poisoned state (random vacancies at dilution 0.005,
+    # healed 32 MCS, growth over 64 MCS) crosses 1 there: it is below 1 at 0.33 and above
+    # 1 at 0.38 (y1 -0.024 and +0.026, three times the lattice-size spread of y1), each by
+    # 4 standard errors.
     def mu(y):
         return absorbing_multiplier(zgb(y, reaction_rate=1.0, diffusion_rate=10.0), (64, 64),
                                     species="O", horizon=64.0, healing_time=32.0,
