@@ -496,3 +496,14 @@ def test_clear_errors():
         sim.run()
     with pytest.raises(ValueError, match="until must not be before"):
         sim.run(until=-1.0)
+    from hmm_fem.equation_free.steady import CoarseSolveError
+
+    family = coverage_stepper_family(zgb, (4, 4), species=["CO", "O"], dt=0.5, burst_time=1.0)
+    with pytest.raises(CoarseSolveError, match="rejects the parameter -0.1"):
+        family(-0.1)  # a predictor step out of [0, 1]: continuation halves the step
+    with pytest.raises(ValueError, match="dilution must be in"):
+        absorbing_multiplier(zgb(0.3), (4, 4), species="O", horizon=1.0, dilution=0.0)
+    with pytest.raises(ValueError, match="cannot be the vacancy"):
+        absorbing_multiplier(zgb(0.3), (4, 4), species="*", horizon=1.0)
+    with pytest.raises(ValueError, match="reaction_rate must be finite"):
+        zgb_mean_field_fold(reaction_rate=math.inf)

@@ -279,11 +279,9 @@ def coverage_stepper_family(make_model: Callable, shape, **stepper_options) -> C
     """``make_stepper(parameter)`` for :func:`~hmm_fem.equation_free.continuation`.
 
     Each call builds :func:`coverage_stepper` on ``make_model(parameter)`` with the same
-    options (the same seed: the steppers of nearby parameters draw the same random streams,
-    which correlates the map's noise across the parameter differences of the corrector).
-    A parameter that the model rejects (``make_model`` raises ``ValueError``, e.g. a
-    predictor step to ``y < 0`` in :func:`~hmm_fem.micro.kmc.zgb`) raises
-    :class:`~hmm_fem.equation_free.steady.CoarseSolveError` instead, which the
+    options (seed included). A parameter that the model rejects (``make_model`` raises
+    ``ValueError``, e.g. a predictor step to ``y < 0`` in :func:`~hmm_fem.micro.kmc.zgb`)
+    raises :class:`~hmm_fem.equation_free.steady.CoarseSolveError` instead, which the
     continuation treats as a failed corrector: it retries with half the step.
 
     Example:
