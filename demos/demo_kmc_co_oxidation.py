@@ -91,9 +91,13 @@ DELTA = 0.02
 K = 1.0  # reaction rate per CO-O pair (finite: the mean field exists)
 D = 10.0  # CO hop rate per CO-empty pair on the lattice
 HORIZON = 2.0  # coarse horizon (MCS)
-# Coarse maps: 64^2 sites, 8 replicas (well-mixed); 32^2 or 64^2, 8 replicas (lattice).
+# Coarse maps: 64^2 sites, 8 or 16 replicas (well-mixed); 32^2 or 48^2, 8 replicas (lattice).
 WM_SIDE, WM_REPLICAS = 64, (8 if args.quick else 16)
-LAT_SIDE, LAT_REPLICAS = (32, 8) if args.quick else (64, 8)
+LAT_SIDE, LAT_REPLICAS = (32, 8) if args.quick else (48, 8)
+# Pseudo-arclength step on the lattice: the first secant must stand above the noise of two
+# noise-limited Newton solutions (0.02 failed for 1 seed in 5 at 32^2, 8 replicas; 0.03
+# passed 8 in 8 there and 6 in 6 at 48^2).
+LAT_STEP = 0.03
 # Run-to-run standard deviation of the well-mixed coarse fold (64^2, 8 replicas, H = 2),
 # measured over 20 seeds (tests/test_kmc.py); more replicas only lower it.
 FOLD_SD = 0.0036
@@ -184,7 +188,7 @@ lat_family = coverage_stepper_family(
     lattice_model, (LAT_SIDE, LAT_SIDE), species=["CO", "O"], dt=HORIZON / 4,
     burst_time=HORIZON, replicas=LAT_REPLICAS, seed=3, comm=comm)
 guess = lat_mean[np.argmin(np.abs(lat_ys - 0.42))][1:]
-lat = continuation(lat_family, guess, 0.42, 0.70, horizon=HORIZON, step=0.02, tol=1e-6,
+lat = continuation(lat_family, guess, 0.42, 0.70, horizon=HORIZON, step=LAT_STEP, tol=1e-6,
                    max_points=30)
 say(f"coarse branch ({LAT_SIDE}^2, {LAT_REPLICAS} replicas):\n{lat}")
 # Down towards y1, where the branch has no fold: Newton-Krylov at fixed y from the previous
