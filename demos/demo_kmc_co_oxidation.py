@@ -149,7 +149,8 @@ say(f"1. original ZGB, brute force on {L}^2, {REPLICAS} replicas")
 zgb_ys, zgb_mean, zgb_error, zgb_o, zgb_co = sweep(zgb, Y_SWEEP, L, BURN_IN, WINDOW)
 y1 = crossing(zgb_ys, zgb_o, rising=False)
 y2 = crossing(zgb_ys, zgb_co, rising=True)
-say(f"brute force on {L}^2: y1 = {y1:.4f} (published {Y1}), y2 = {y2:.4f} (published {Y2})")
+say(f"brute force on {L}^2: y1 = {y1:.4f} (published {Y1}), y2 = {y2:.4f} (published {Y2}) "
+    f"[{time.perf_counter() - start:.1f} s]")
 # -
 
 # ## 2. Coarse continuation in the well-mixed limit (k = 1)
@@ -166,7 +167,7 @@ say(f"2. well-mixed coarse branch ({WM_SIDE}^2, {WM_REPLICAS} replicas):\n{wm}")
 wm_changes = stability_change_folds(wm)
 wm_fold = wm.fold_parameters[wm_changes[0]] if len(wm_changes) == 1 else np.nan
 say(f"coarse fold y = {wm_fold:.4f} (mean field, exact: {y_fold_mf:.4f}; run-to-run sd "
-    f"{FOLD_SD})")
+    f"{FOLD_SD}) [{time.perf_counter() - start:.1f} s]")
 # -
 
 # ## 3. The lattice with mobile CO: brute force, coarse continuation, O-poisoned state
@@ -182,7 +183,7 @@ lat_ys, lat_mean, lat_error, lat_o, lat_co = sweep(lattice_model, LAT_SWEEP, L,
                                                    0.8 * LAT_TIME, 0.2 * LAT_TIME)
 lat_y1 = crossing(lat_ys, lat_o, rising=False)
 lat_y2 = crossing(lat_ys, lat_co, rising=True)
-say(f"brute force: y1 = {lat_y1:.4f}, y2 = {lat_y2:.4f}")
+say(f"brute force: y1 = {lat_y1:.4f}, y2 = {lat_y2:.4f} [{time.perf_counter() - start:.1f} s]")
 
 lat_family = coverage_stepper_family(
     lattice_model, (LAT_SIDE, LAT_SIDE), species=["CO", "O"], dt=HORIZON / 4,
@@ -208,7 +209,7 @@ for y in Y_DOWN:
 down = np.array(down).reshape(-1, 4)
 lat_changes = stability_change_folds(lat)
 lat_fold = lat.fold_parameters[lat_changes[0]] if len(lat_changes) == 1 else np.nan
-say(f"coarse fold y = {lat_fold:.4f}")
+say(f"coarse fold y = {lat_fold:.4f} [{time.perf_counter() - start:.1f} s]")
 
 mult = []
 for y in Y_MULT:
