@@ -31,6 +31,7 @@ bench:
 	$(RUN) python3 benchmarks/fe2_elasticity.py
 	$(RUN) python3 benchmarks/cell_permeability.py
 	$(RUN) python3 benchmarks/equation_free.py
+	$(RUN) python3 benchmarks/kmc.py
 	$(RUN) python3 benchmarks/patches.py
 	$(RUN) python3 benchmarks/sde_hmm.py
 

@@ -13,9 +13,15 @@ from mpi4py import MPI
 
 from hmm_fem.micro.kmc import KMC, LatticeModel, rank_block, zgb
 from hmm_fem.micro.kmc.coarse import (
+    absorbing_multiplier,
     coverage_stepper,
+    coverage_stepper_family,
+    mean_field_multipliers,
     mean_field_steady_state,
+    stability_change_folds,
     steady_coverages,
+    zgb_mean_field_fold,
+    zgb_mean_field_states,
 )
 
 SEEDS = list(range(int(os.environ.get("HMM_KMC_SEEDS", "1"))))
@@ -281,6 +287,173 @@ def test_coarse_steady_state_of_the_kmc_stepper_is_the_langmuir_isotherm(seed):
     assert report.noise_limited
 
 
+# -- coarse bifurcation of ZGB with a finite reaction rate --------------------------------
+
+
+def test_zgb_mean_field_references_are_fixed_points_and_the_fold_is_exact():
+    # Closed forms against the model's own rate equations: both states are zeros of
+    # mean_field_rhs, the time integration reaches the stable one, the fold of k = 1 is
+    # y = 1/2 with theta = (1/2, 1/4, 1/4), and the exact coarse multipliers exp(H sigma)
+    # mark the states: |mu| < 1 (stable), > 1 (saddle), 1 at the fold.
+    for y in (0.3, 0.44, 0.49):
+        model = zgb(y, reaction_rate=1.0)
+        stable, saddle = zgb_mean_field_states(y)
+        assert np.abs(model.mean_field_rhs(stable)).max() < 1e-15
+        assert np.abs(model.mean_field_rhs(saddle)).max() < 1e-15
+        assert np.allclose(mean_field_steady_state(model, [1.0, 0, 0]), stable, atol=1e-9)
+        species = ["CO", "O"]
+        assert abs(mean_field_multipliers(model, stable, species=species, horizon=2.0)[0]) < 1
+        assert abs(mean_field_multipliers(model, saddle, species=species, horizon=2.0)[0]) > 1
+    y_fold, theta = zgb_mean_field_fold(reaction_rate=1.0)
+    assert math.isclose(y_fold, 0.5, rel_tol=1e-13)
+    assert np.allclose(theta, [0.5, 0.25, 0.25], atol=1e-13)
+    mu = mean_field_multipliers(zgb(y_fold, reaction_rate=1.0), theta, species=["CO", "O"],
+                                horizon=2.0)
+    assert abs(mu[0] - 1) < 1e-8
+    assert zgb_mean_field_states(0.51) == (None, None)
+    y10, _ = zgb_mean_field_fold(reaction_rate=10.0)  # a faster reaction: fold further out
+    assert 0.5 < y10 < 2 / 3
+
+
+def _well_mixed_stepper(y, seed, side=64, replicas=16, H=2.0):
+    return coverage_stepper(zgb(y, reaction_rate=1.0), (side, side), species=["CO", "O"],
+                            dt=H / 4, burst_time=H, replicas=replicas, seed=seed,
+                            comm=MPI.COMM_SELF, well_mixed=True)
+
+
+def _mean_field_map_matrix(y, theta, H):
+    # Exact linearised time-H map of the rate equations in (theta_CO, theta_O): expm(H J),
+    # J by central differences (exact for the quadratic right-hand side).
+    from scipy.linalg import expm
+
+    model = zgb(y, reaction_rate=1.0)
+
+    def f(x):
+        return model.mean_field_rhs(np.r_[1 - x.sum(), x])[1:]
+
+    x0, h = np.asarray(theta[1:], float), 1e-3
+    J = np.column_stack([(f(x0 + h * e) - f(x0 - h * e)) / (2 * h) for e in np.eye(2)])
+    return expm(H * J)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_coarse_newton_krylov_finds_both_mean_field_states_in_the_well_mixed_limit(seed):
+    from hmm_fem.equation_free import coarse_steady_state
+
+    # Well-mixed ZGB at k = 1, y = 0.44: the coarse map is the mean-field flow (large N),
+    # whose stable state and saddle are known in closed form. Newton-Krylov from guesses
+    # 0.04 away. Bound: Newton stops at |Phi(U) - U| <= 2 s (s the noise norm of one map
+    # evaluation); the noise of that evaluation is below 4 s (4 standard errors), so
+    # |(I - M)(U - U*)| <= 6 s with M the exact linearised map: |U - U*| <= 6 s |(I-M)^-1|.
+    # The finite-N bias, O(1/N) = 2e-4, is far below s (~3e-3 with 64^2 sites, 16 replicas).
+    y, H = 0.44, 2.0
+    stepper = _well_mixed_stepper(y, seed)
+    for exact, offset in zip(zgb_mean_field_states(y), ([0.03, -0.03], [-0.03, 0.03])):
+        U = coarse_steady_state(stepper, exact[1:] + offset, horizon=H, tol=1e-6)
+        stepper(U, 0.0, H)
+        s = float(np.linalg.norm(stepper.standard_error))
+        amplification = np.linalg.norm(np.linalg.inv(np.eye(2) - _mean_field_map_matrix(
+            y, exact, H)), 2)
+        assert np.linalg.norm(U - exact[1:]) < 6 * s * amplification
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_coarse_eigenvalues_of_the_well_mixed_kmc_are_the_mean_field_multipliers(seed):
+    # At the exact stable state and saddle of y = 0.44 (H = 2): the leading coarse
+    # eigenvalue of the KMC map (the toolkit's forward differences) against exp(H sigma)
+    # of the rate equations (0.643 and 1.484): |mu| < 1 at the stable state, > 1 at the
+    # saddle. (Central differences would step out of the simplex: their step s^(1/3) ~ 0.1
+    # exceeds the smaller coverage, 0.082.) Noise: the columns (e+_j - e0) / d share the
+    # image's noise e0; each evaluation has the covariance C (from the replicas) and
+    # d = sqrt(|s|) (the toolkit's step for |U| < 1, s the noise norm); to first order
+    # delta mu = left . delta J . v with the exact eigenvectors (left . v = 1), so
+    # var = (|v|^2 + |sum v|^2) left C left / d^2. Tolerance: 4 of those standard errors
+    # plus the truncation error of the forward difference of the exact map at that step.
+    from scipy.integrate import solve_ivp
+
+    from hmm_fem.equation_free import coarse_eigenvalues
+
+    y, H = 0.44, 2.0
+    model = zgb(y, reaction_rate=1.0)
+
+    def exact_map(x):
+        def f(t, v):
+            return model.mean_field_rhs(np.r_[1 - v.sum(), v])[1:]
+
+        return solve_ivp(f, (0, H), x, rtol=1e-11, atol=1e-13).y[:, -1]
+
+    for exact in zgb_mean_field_states(y):
+        stepper = _well_mixed_stepper(y, seed, replicas=64)
+        U = exact[1:]
+        mu = coarse_eigenvalues(stepper, U, horizon=H, k=2)
+        stepper(U, 0.0, H)
+        C = np.cov(stepper.replica_states.T) / stepper.replicas  # of one map evaluation
+        d = math.sqrt(math.sqrt(np.trace(C)))
+        M = _mean_field_map_matrix(y, exact, H)
+        values, right = np.linalg.eig(M)
+        lead = int(np.argmax(np.abs(values)))
+        left, v = np.linalg.inv(right)[lead], right[:, lead]
+        weight = float(np.sum(np.abs(v) ** 2) + abs(v.sum()) ** 2)
+        sigma = math.sqrt(weight * float(np.real(left.conj() @ C @ left))) / d
+        image = exact_map(U)
+        columns = [(exact_map(U + d * e) - image) / d for e in np.eye(2)]
+        truncation = abs(np.abs(np.linalg.eigvals(np.column_stack(columns))).max()
+                         - abs(values[lead]))
+        assert abs(abs(mu[0]) - abs(values[lead])) < 4 * sigma + truncation
+        assert (abs(mu[0]) < 1) == (abs(values[lead]) < 1)
+
+
+# Fold of the continuation below (64^2 sites, 8 replicas, H = 2) over 20 seeds: mean
+# 0.5003, standard deviation FOLD_SD = 0.0036 (measured; its mean is 0.4 standard errors
+# from 1/2). The Branch's own fold_standard_errors (~2e-4) underestimate it 15-fold: the
+# corrector samples near a fold share their guesses and their Newton errors.
+FOLD_SD = 0.0036
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_continuation_turns_at_the_mean_field_fold_in_the_well_mixed_limit(seed):
+    from hmm_fem.equation_free import continuation
+
+    # Pseudo-arclength continuation of the well-mixed ZGB (k = 1) from the stable state at
+    # y = 0.40 up the reactive branch: it turns at the fold, where the coarse eigenvalue
+    # crosses 1, and comes back along the saddle branch. The exact fold is y = 1/2,
+    # theta_CO = theta_O = 1/4; tolerance 4 measured standard deviations of the fold.
+    H = 2.0
+    family = coverage_stepper_family(
+        lambda y: zgb(y, reaction_rate=1.0), (64, 64), species=["CO", "O"], dt=H / 4,
+        burst_time=H, replicas=8, seed=seed, comm=MPI.COMM_SELF, well_mixed=True)
+    branch = continuation(family, zgb_mean_field_states(0.40)[0][1:], 0.40, 0.7, horizon=H,
+                          step=0.02, tol=1e-6, max_points=30)
+    changes = stability_change_folds(branch)
+    assert len(changes) == 1
+    fold = changes[0]
+    assert abs(branch.fold_parameters[fold] - 0.5) < 4 * FOLD_SD
+    assert branch.stability[0] == "stable" and branch.stability[-1] == "unstable"
+    # The last point is on the saddle branch: nearer the mean-field saddle than the stable
+    # state at its y.
+    y_last, U_last = branch.parameters[-1], branch.states[-1]
+    stable, saddle = zgb_mean_field_states(y_last)
+    assert abs(U_last[0] - saddle[1]) < abs(U_last[0] - stable[1])
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_the_o_poisoned_state_changes_stability_at_the_brute_force_y1(seed):
+    # ZGB with k = 1 and CO diffusion (D = 10, O immobile) on the lattice: brute force
+    # from the empty lattice (16 replicas, 500 MCS) poisons with O below y1 = 0.356
+    # (32^2), 0.354 (64^2), above 0.36 on 16^2 (where half the replicas poison). The
+    # coarse eigenvalue of the O-poisoned state (random vacancies at dilution 0.005,
+    # healed 32 MCS, growth over 64 MCS) crosses 1 there: it is below 1 at 0.33 and above
+    # 1 at 0.38 (y1 -0.024 and +0.026, three times the lattice-size spread of y1), each by
+    # 4 standard errors.
+    def mu(y):
+        return absorbing_multiplier(zgb(y, reaction_rate=1.0, diffusion_rate=10.0), (64, 64),
+                                    species="O", horizon=64.0, healing_time=32.0,
+                                    dilution=0.005, lattices=64, seed=seed)
+
+    below, above = mu(0.33), mu(0.38)
+    assert below.value + 4 * below.standard_error < 1 < above.value - 4 * above.standard_error
+
+
 # -- errors -------------------------------------------------------------------------------
 
 
@@ -324,3 +497,14 @@ def test_clear_errors():
         sim.run()
     with pytest.raises(ValueError, match="until must not be before"):
         sim.run(until=-1.0)
+    from hmm_fem.equation_free.steady import CoarseSolveError
+
+    family = coverage_stepper_family(zgb, (4, 4), species=["CO", "O"], dt=0.5, burst_time=1.0)
+    with pytest.raises(CoarseSolveError, match="rejects the parameter -0.1"):
+        family(-0.1)  # a predictor step out of [0, 1]: continuation halves the step
+    with pytest.raises(ValueError, match="dilution must be in"):
+        absorbing_multiplier(zgb(0.3), (4, 4), species="O", horizon=1.0, dilution=0.0)
+    with pytest.raises(ValueError, match="cannot be the vacancy"):
+        absorbing_multiplier(zgb(0.3), (4, 4), species="*", horizon=1.0)
+    with pytest.raises(ValueError, match="reaction_rate must be finite"):
+        zgb_mean_field_fold(reaction_rate=math.inf)
