@@ -60,7 +60,6 @@ from hmm_fem.micro.kmc import zgb
 from hmm_fem.micro.kmc.coarse import (
     absorbing_multiplier,
     coverage_stepper_family,
-    stability_change_folds,
     steady_coverages,
     zgb_mean_field_fold,
     zgb_mean_field_states,
@@ -164,7 +163,7 @@ wm_family = coverage_stepper_family(
 wm = continuation(wm_family, zgb_mean_field_states(0.40, reaction_rate=K)[0][1:], 0.40, 0.70,
                   horizon=HORIZON, step=0.02, tol=1e-6, max_points=30)
 say(f"2. well-mixed coarse branch ({WM_SIDE}^2, {WM_REPLICAS} replicas):\n{wm}")
-wm_changes = stability_change_folds(wm)
+wm_changes = wm.stability_changes()
 wm_fold = wm.fold_parameters[wm_changes[0]] if len(wm_changes) == 1 else np.nan
 say(f"coarse fold y = {wm_fold:.4f} (mean field, exact: {y_fold_mf:.4f}; run-to-run sd "
     f"{FOLD_SD}) [{time.perf_counter() - start:.1f} s]")
@@ -207,7 +206,7 @@ for y in Y_DOWN:
         f"lift bias theta_O (coarse - brute force) "
         f"{U[1] - np.interp(y, lat_ys, lat_mean[:, 2]):+.3f}")
 down = np.array(down).reshape(-1, 4)
-lat_changes = stability_change_folds(lat)
+lat_changes = lat.stability_changes()
 lat_fold = lat.fold_parameters[lat_changes[0]] if len(lat_changes) == 1 else np.nan
 say(f"coarse fold y = {lat_fold:.4f} [{time.perf_counter() - start:.1f} s]")
 

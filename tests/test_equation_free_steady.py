@@ -31,7 +31,12 @@ from mpi4py import MPI
 from petsc4py import PETSc
 
 from hmm_fem.equation_free import coarse_eigenvalues, coarse_steady_state, continuation
-from hmm_fem.equation_free.steady import MAP_ERROR, CoarseSolveError, ContinuationError
+from hmm_fem.equation_free.steady import (
+    MAP_ERROR,
+    Branch,
+    CoarseSolveError,
+    ContinuationError,
+)
 
 FOLD = 2 / (3 * math.sqrt(3))
 
@@ -450,3 +455,23 @@ def test_the_tools_drive_the_coarse_time_stepper():
     branch = continuation(make, [-1.2], -0.6, 0.6, horizon=T, step=0.05, tol=1e-10)
     assert len(branch.folds) == 2
     np.testing.assert_allclose(branch.fold_parameters, [FOLD, -FOLD], atol=1e-8)
+
+
+def test_stability_changes_keep_only_folds_where_the_stability_changes():
+    # A branch built by hand: stable up to a noise-induced turn (fold at point 2, stable on
+    # both sides), on to a true fold at point 5 (the |mu| ~ 1 point itself, by noise, on
+    # the wrong side), back along the unstable branch.
+    stability = ["stable"] * 5 + ["stable", "unstable"] + ["unstable"] * 3
+    m = len(stability)
+    branch = Branch(
+        parameters=np.linspace(0, 1, m), states=np.zeros((m, 1)),
+        eigenvalues=np.zeros((m, 1)), stability=stability, arclength=np.arange(m, dtype=float),
+        folds=[2, 5], fold_parameters=np.array([0.2, 0.55]),
+    )
+    assert branch.stability_changes() == [1]
+    # Noise-induced folds only: none counts; a single tied segment counts neither way.
+    branch.stability = ["stable"] * m
+    assert branch.stability_changes() == []
+    branch.stability = ["stable", "unstable"] * (m // 2)
+    branch.folds = [4]
+    assert branch.stability_changes() == []

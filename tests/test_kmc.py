@@ -18,7 +18,6 @@ from hmm_fem.micro.kmc.coarse import (
     coverage_stepper_family,
     mean_field_multipliers,
     mean_field_steady_state,
-    stability_change_folds,
     steady_coverages,
     zgb_mean_field_fold,
     zgb_mean_field_states,
@@ -424,7 +423,7 @@ def test_continuation_turns_at_the_mean_field_fold_in_the_well_mixed_limit(seed)
         burst_time=H, replicas=8, seed=seed, comm=MPI.COMM_SELF, well_mixed=True)
     branch = continuation(family, zgb_mean_field_states(0.40)[0][1:], 0.40, 0.7, horizon=H,
                           step=0.02, tol=1e-6, max_points=30)
-    changes = stability_change_folds(branch)
+    changes = branch.stability_changes()
     assert len(changes) == 1
     fold = changes[0]
     assert abs(branch.fold_parameters[fold] - 0.5) < 4 * FOLD_SD

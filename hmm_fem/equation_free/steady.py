@@ -244,6 +244,36 @@ class Branch:
         """Boolean array: True where the steady state is stable."""
         return np.array([s == "stable" for s in self.stability], dtype=bool)
 
+    def stability_changes(self) -> list[int]:
+        """Positions in :attr:`folds` of the folds across which the stability changes.
+
+        A noisy branch may turn back and forth within its stable part (noise-induced "folds"
+        whose neighbours are all stable), and the points next to a true fold have a leading
+        ``|mu|`` near 1, on either side of it by noise. The folds cut the branch into
+        segments; a fold counts when the majority stability of the segment before it (the
+        points since the previous fold, without the fold points) differs from that of the
+        segment after it.
+
+        Returns:
+            Indices ``j`` into :attr:`fold_parameters` (and :attr:`folds`).
+        """
+        stable = self.stable
+        cuts = [-1, *self.folds, len(stable)]
+
+        def majority(a, b):  # points a..b-1; None if empty or tied
+            votes = stable[max(a, 0): b]
+            if len(votes) == 0 or 2 * votes.sum() == len(votes):
+                return None
+            return bool(2 * votes.sum() > len(votes))
+
+        out = []
+        for j in range(len(self.folds)):
+            before = majority(cuts[j] + 1, cuts[j + 1])
+            after = majority(cuts[j + 1] + 1, cuts[j + 2])
+            if before is not None and after is not None and before != after:
+                out.append(j)
+        return out
+
     def __str__(self) -> str:
         lines = [
             f"branch of {len(self.parameters)} coarse steady states, parameter "

@@ -27,6 +27,11 @@ __all__ = [
     "coverage_stepper",
     "steady_coverages",
     "mean_field_steady_state",
+    "coverage_stepper_family",
+    "absorbing_multiplier",
+    "zgb_mean_field_states",
+    "zgb_mean_field_fold",
+    "mean_field_multipliers",
 ]
 
 _LAZY = {
@@ -36,6 +41,11 @@ _LAZY = {
     "coverage_stepper": "coarse",
     "steady_coverages": "coarse",
     "mean_field_steady_state": "coarse",
+    "coverage_stepper_family": "coarse",
+    "absorbing_multiplier": "coarse",
+    "zgb_mean_field_states": "coarse",
+    "zgb_mean_field_fold": "coarse",
+    "mean_field_multipliers": "coarse",
 }
 
 

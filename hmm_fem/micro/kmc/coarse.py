@@ -14,7 +14,6 @@
 * :func:`absorbing_multiplier`: the coarse eigenvalue of an absorbing (poisoned) state
   along the direction of a few random vacancies: where it crosses 1 the poisoned state
   changes stability (the continuous transition of the ZGB model at ``y1``).
-* :func:`stability_change_folds`: the folds of a noisy branch where its stability changes.
 * :func:`zgb_mean_field_states`, :func:`zgb_mean_field_fold`, :func:`mean_field_multipliers`:
   closed-form references for the ZGB model with a finite reaction rate in the well-mixed
   limit: both steady states, the fold, and the exact eigenvalues of the coarse map.
@@ -54,7 +53,6 @@ __all__ = [
     "mean_field_multipliers",
     "absorbing_multiplier",
     "Multiplier",
-    "stability_change_folds",
     "zgb_mean_field_states",
     "zgb_mean_field_fold",
 ]
@@ -427,40 +425,6 @@ def absorbing_multiplier(
     standard_error = float(np.std(end - mu * start, ddof=1) / math.sqrt(B) / start.mean())
     return Multiplier(float(mu), standard_error, np.array([start, end]), float(horizon),
                       float(healing_time))
-
-
-def stability_change_folds(branch) -> list[int]:
-    """Positions in ``branch.folds`` of the folds across which the stability changes.
-
-    A noisy branch may turn back and forth within its stable part (noise-induced "folds"
-    whose neighbours are all stable), and the points next to a true fold have a leading
-    ``|mu|`` near 1, on either side of it by noise. The folds cut the branch into
-    segments; a fold counts when the majority stability of the segment before it (the
-    points since the previous fold, without the fold points) differs from that of the
-    segment after it.
-
-    Args:
-        branch: A :class:`~hmm_fem.equation_free.Branch`.
-
-    Returns:
-        Indices ``j`` into ``branch.fold_parameters`` (and ``branch.folds``).
-    """
-    stable = branch.stable
-    cuts = [-1, *branch.folds, len(stable)]
-
-    def majority(a, b):  # points a..b-1; None if empty or tied
-        votes = stable[max(a, 0): b]
-        if len(votes) == 0 or 2 * votes.sum() == len(votes):
-            return None
-        return bool(2 * votes.sum() > len(votes))
-
-    out = []
-    for j in range(len(branch.folds)):
-        before = majority(cuts[j] + 1, cuts[j + 1])
-        after = majority(cuts[j + 1] + 1, cuts[j + 2])
-        if before is not None and after is not None and before != after:
-            out.append(j)
-    return out
 
 
 def zgb_mean_field_states(y: float, *, reaction_rate: float = 1.0, coordination: int = 4):
