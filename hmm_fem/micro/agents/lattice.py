@@ -154,6 +154,43 @@ class PatchEstimate:
     flux_error: np.ndarray
     site_updates: int = 0
 
+    @classmethod
+    def from_replicas(cls, births, crossings, *, time, core_sites, dim, spacing, capacity,
+                      replicas, site_updates) -> PatchEstimate:
+        """The estimate from counted births and bond crossings of every patch replica.
+
+        Args:
+            births: ``(n * replicas,)`` births in the core over the burst (or their
+                expectations), replicas of a patch consecutive.
+            crossings: ``(n * replicas, d)`` net agents that crossed the core's bonds along
+                each axis over the burst.
+            time: Length of the burst.
+            core_sites: Core sites ``m`` per axis.
+            dim: Dimension ``d``.
+            spacing: Lattice spacing ``a``.
+            capacity: The density unit ``K`` (agents per site at density 1).
+            replicas: Replicas per patch (>= 2).
+            site_updates: Work of the burst (lattice sites times micro steps).
+
+        Returns:
+            Means over the replicas of the rate per unit measure and of the flux (crossings
+            per bond, times ``a``, per unit time), with their standard errors.
+        """
+        m, d = core_sites, dim
+        rate = np.asarray(births, dtype=float) / (time * m**d * capacity)
+        bonds = (m + 1) * m ** (d - 1)
+        flux = np.asarray(crossings, dtype=float) * spacing / (time * bonds * capacity)
+        rate = rate.reshape(-1, replicas)
+        flux = flux.reshape(rate.shape[0], replicas, d)
+        root = math.sqrt(replicas)
+        return cls(
+            rate=rate.mean(axis=1),
+            flux=flux.mean(axis=1),
+            rate_error=rate.std(axis=1, ddof=1) / root,
+            flux_error=flux.std(axis=1, ddof=1) / root,
+            site_updates=int(site_updates),
+        )
+
 
 class LatticeWalkers:
     """Proliferating random walkers with logistic crowding, as counts on a square lattice.
@@ -311,8 +348,7 @@ class LatticeWalkers:
         Returns:
             The :class:`PatchEstimate`.
         """
-        u, _ = self._check_states(density, gradient)
-        n = len(u)
+        self._check_states(density, gradient)
         counts, means = self.lift(density, gradient, rng)
         d, m = self.dim, self.core_sites
         frame = np.ones(means.shape[1:], dtype=bool)
@@ -338,20 +374,16 @@ class LatticeWalkers:
                 crossings[:, axis] -= diff.reshape(len(counts), -1).sum(axis=1)
             counts = self.step(counts, rng)
             counts[:, frame] = rng.poisson(frame_means)
+        # `births` sums n (1 - n/K)_+ and `crossings` the density differences across the
+        # bonds over the steps: times r tau and p/(2d) = D tau / a^2 they are the expected
+        # births and net hops of the burst.
         steps = self.burst_steps
-        K, a = self.capacity, self.spacing
-        rate = self.proliferation_rate * births / (steps * m**d * K)
-        bonds = (m + 1) * m ** (d - 1)
-        flux = self.diffusivity * crossings / (steps * bonds * K * a)
-        rate = rate.reshape(n, self.replicas)
-        flux = flux.reshape(n, self.replicas, d)
-        root = math.sqrt(self.replicas)
-        return PatchEstimate(
-            rate=rate.mean(axis=1),
-            flux=flux.mean(axis=1),
-            rate_error=rate.std(axis=1, ddof=1) / root,
-            flux_error=flux.std(axis=1, ddof=1) / root,
-            site_updates=int(steps * counts[0].size * len(counts)),
+        return PatchEstimate.from_replicas(
+            self.proliferation_rate * self.time_step * births,
+            self.diffusivity * self.time_step * crossings / self.spacing**2,
+            time=steps * self.time_step, core_sites=m, dim=d, spacing=self.spacing,
+            capacity=self.capacity, replicas=self.replicas,
+            site_updates=steps * counts[0].size * len(counts),
         )
 
 

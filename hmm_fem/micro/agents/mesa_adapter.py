@@ -37,7 +37,6 @@ step: use it for models with few agents per site, or to validate a vectorised ve
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import numpy as np
@@ -188,20 +187,10 @@ class MesaPatches:
                 fresh = np.zeros(self.shape, dtype=np.int64)
                 fresh[frame] = rng.poisson(means[p][frame])
                 self._populate(model, fresh)
-        K, a = self.capacity, self.spacing
-        rate = births / (S * self.time_step * m**d * K)
-        bonds = (m + 1) * m ** (d - 1)
-        flux = crossings * a / (S * self.time_step * bonds * K)
-        n = len(counts) // self.replicas
-        rate = rate.reshape(n, self.replicas)
-        flux = flux.reshape(n, self.replicas, d)
-        root = math.sqrt(self.replicas)
-        return PatchEstimate(
-            rate=rate.mean(axis=1),
-            flux=flux.mean(axis=1),
-            rate_error=rate.std(axis=1, ddof=1) / root,
-            flux_error=flux.std(axis=1, ddof=1) / root,
-            site_updates=int(updates),
+        return PatchEstimate.from_replicas(
+            births, crossings, time=S * self.time_step, core_sites=m, dim=d,
+            spacing=self.spacing, capacity=self.capacity, replicas=self.replicas,
+            site_updates=updates,
         )
 
 
