@@ -1,0 +1,487 @@
+"""Persistent KMC patches with reservoir frames: local reaction rates and surface fluxes.
+
+:class:`KMCPatches` holds one small lattice (a *patch*) per macro cell of a surface, all in
+one :class:`~hmm_fem.micro.kmc.KMC` (one compiled call advances all of them). A patch sits
+at a point ``x_c`` of the surface, in lattice units (macro length = lattice sites, time in
+the model's unit, e.g. Monte Carlo steps). Every coupling step :meth:`KMCPatches.advance`
+
+1. **constrains** each patch to the macro coverages at its centre: surplus sites of a
+   species are emptied, missing ones filled, at random sites (the first call *lifts*
+   instead: species drawn site by site from the local coverages and gradients);
+2. sets its **frame**: the ghost sites around the reservoir axes are drawn from the macro
+   coverages ``theta + grad theta . (x - x_c)`` at the ghost sites;
+3. **runs** the KMC for the step and returns, from the event counters, the net rate of
+   change of every species by reactions ``R_s`` (per site and unit time) and the flux
+   ``J_s`` (per unit length of a frame side and unit time) of the species that hop, with
+   standard errors (Poisson counts).
+
+**Why persistent patches.** Immobile adsorbates (O in the ZGB model) form islands whose
+perimeter sets the reaction rate and whose holes set the CO mobility; a patch lifted at
+random from the coverages has none of that structure and needs a healing time as long as
+the reactions themselves to grow it. A patch that lives through the whole run keeps its
+structure, the way the surface at that place would; the constraint of step 1 only moves
+the few sites by which the macro field drifted from the patch during one step (counted in
+:attr:`KMCPatches.constrained_sites`).
+
+**Fluxes through the frame.** The ghost sites of each side of a patch hold *marked* copies
+of the species (``"CO@x-"``: CO in the ghost layer at the ``-x`` side), with a copy of
+every pair event for every side (:func:`reservoir_model`). A hop ``"CO * -> * CO"``
+between an edge site and a ghost is then the event ``"CO *@x- -> * *@x-"`` (CO leaves
+through the ``-x`` side) or ``"* CO@x- -> CO CO@x-"`` (it enters), counted apart, so the
+counters give the directed flux through each side. A *transport* event is a pair event
+that swaps its reactants (``"A B -> B A"``); every other event is a *reaction*. The flux
+of the patch is the mean of the two opposite sides' fluxes; the divergence across the
+patch is part of the macro balance, not of ``R_s``, which counts only the changes of the
+reactions (including those with a ghost partner: a site at the edge reacts with its real
+neighbours' stand-ins).
+
+**Random numbers independent of the rank count.** The KMC draws each lattice from its own
+stream (seeded by ``[seed, id]``); the lift and the constraint draw from a counter-based
+hash of ``(seed, id, step, site)`` (SplitMix64), so a patch's trajectory depends on its id
+only, not on which rank runs it or on the other patches.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .engine import KMC
+from .model import LatticeModel
+
+__all__ = [
+    "KMCPatches",
+    "PatchRates",
+    "reservoir_model",
+    "hashed_uniforms",
+    "front_position",
+    "strip_fronts",
+]
+
+_SIDES = {1: ("x-", "x+"), 2: ("x-", "x+", "y-", "y+")}
+
+
+def reservoir_model(model: LatticeModel, sides) -> tuple[LatticeModel, dict]:
+    """``model`` with marked ghost species per frame side and the pair events on them.
+
+    For every side ``q`` and species ``A`` the species ``"A@q"`` (only ever held by the
+    ghost sites of that side), and for every pair event ``"A B -> C D"`` and side the
+    events with ``B`` in the ghost layer (``"A B@q -> C B@q"``) and with ``A`` there
+    (``"B A@q -> D A@q"``), at the same rate. The engine discards changes to ghosts, so
+    only the inside product matters; a variant that changes nothing inside is left out.
+    For ``A == B`` with ``C != D`` the inside product is ``C`` or ``D`` with probability
+    1/2 each (two events at half the rate), as the engine orients such products.
+
+    Args:
+        model: The lattice model.
+        sides: Names of the frame sides (e.g. ``("x-", "x+")``).
+
+    Returns:
+        ``(marked_model, table)`` with ``table["delta"]`` ``(E', S)`` the change of the
+        inside species counts per event, ``table["transport"]`` ``(E',)`` True for the
+        variants of transport events (those move a species through a side),
+        ``table["side"]`` ``(E',)`` the side index of each event (``-1``: inside), and
+        ``table["marked"]`` ``(len(sides), S)`` the codes of the marked species.
+    """
+    species = list(model.species)
+    S = len(species)
+    marked = [[f"{name}@{q}" for name in species] for q in sides]
+    names = species + [m for row in marked for m in row]
+    events, delta, transport, side = {}, [], [], []
+
+    def add(name, reaction, rate, d, t, q):
+        events[name] = (reaction, rate)
+        delta.append(d)
+        transport.append(t)
+        side.append(q)
+
+    for e in model.events:
+        d = np.zeros(S, dtype=np.int64)
+        for k in e.reactants:
+            d[k] -= 1
+        for k in e.products:
+            d[k] += 1
+        swap = e.is_pair and e.products == e.reactants[::-1]
+        add(e.name, e.reaction, e.rate, d, swap, -1)
+        if not e.is_pair:
+            continue
+        (a, b), (c, dd) = e.reactants, e.products
+        variants = [(a, b, c, e.rate)] if a == b else [(a, b, c, e.rate), (b, a, dd, e.rate)]
+        if a == b and c != dd:
+            variants = [(a, b, c, e.rate / 2), (a, b, dd, e.rate / 2)]
+        for q, row in enumerate(marked):
+            for n, (inside, ghost, product, rate) in enumerate(variants):
+                if product == inside:
+                    continue
+                d = np.zeros(S, dtype=np.int64)
+                d[inside] -= 1
+                d[product] += 1
+                reaction = f"{species[inside]} {row[ghost]} -> {species[product]} {row[ghost]}"
+                add(f"{e.name}@{sides[q]}#{n}", reaction, rate, d, swap, q)
+    marked_model = LatticeModel(names, events, vacancy=model.vacancy)
+    codes = np.array([[marked_model.code(m) for m in row] for row in marked], dtype=np.int64)
+    table = {
+        "delta": np.array(delta, dtype=np.int64).reshape(-1, S),
+        "transport": np.array(transport, dtype=bool),
+        "side": np.array(side, dtype=np.int64),
+        "marked": codes.reshape(len(sides), S),
+    }
+    return marked_model, table
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    """The SplitMix64 finaliser of a uint64 array (a bijective mix)."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def hashed_uniforms(seed: int, ids, step: int, tag: int, n: int) -> np.ndarray:
+    """Uniforms in [0, 1), ``(len(ids), n)``: a counter-based hash of (seed, id, step, tag, j).
+
+    Entry ``[i, j]`` depends only on its five integers, so a patch draws the same numbers
+    whatever batch or rank it is in.
+    """
+    ids = np.asarray(ids, dtype=np.uint64).reshape(-1, 1)
+    key = _splitmix(np.array([seed], dtype=np.uint64) + np.uint64(0x9E3779B97F4A7C15))
+    key = _splitmix(key ^ np.array([step], dtype=np.uint64) * np.uint64(0xD1B54A32D192ED03))
+    key = _splitmix(key ^ np.array([tag], dtype=np.uint64) * np.uint64(0x8CB92BA72F3D8DD7))
+    x = _splitmix(key ^ _splitmix(ids * np.uint64(0x9E3779B97F4A7C15)))
+    x = _splitmix(x + np.arange(n, dtype=np.uint64)[None, :] * np.uint64(0x9E3779B97F4A7C15))
+    return (x >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def front_position(x, values, level: float) -> float:
+    """Where a profile along ``x`` (sorted) lies below ``level``: ``x[0]`` + that length.
+
+    The profile is linear between the points; the measure of ``{values < level}`` is a
+    front position that is robust to noise (a single crossing is not): for a monotone
+    increasing profile it is the crossing point.
+
+    Args:
+        x: Increasing positions, ``(n,)``.
+        values: The profile at them, ``(n,)``.
+        level: The level.
+
+    Raises:
+        ValueError: If the arrays differ in length, have fewer than 2 points or ``x`` is
+            not increasing.
+    """
+    x = np.asarray(x, dtype=float)
+    f = np.asarray(values, dtype=float) - level
+    if x.shape != f.shape or x.ndim != 1 or len(x) < 2 or np.any(np.diff(x) <= 0):
+        raise ValueError(
+            "front_position: x and values must be 1D arrays of equal length >= 2, x increasing"
+        )
+    a, b, dx = f[:-1], f[1:], np.diff(x)
+    both = (a < 0) & (b < 0)
+    cross = (a < 0) != (b < 0)
+    frac = np.where(cross, np.where(a < 0, a, b) / np.where(cross, a - b, 1.0), 0.0)
+    frac = np.abs(frac)
+    return float(x[0] + (dx * both).sum() + (dx * frac * cross).sum())
+
+
+class PatchRates:
+    """What one coupling step of :class:`KMCPatches` measured (rows: patches).
+
+    Attributes:
+        rate: ``(B, S')`` net rate of change of the tracked species by reactions, per site
+            and unit time.
+        flux: ``(B, S', d)`` flux of the tracked species, per unit length of a frame side
+            and unit time (zero for species that do not hop).
+        rate_error, flux_error: Their standard errors (Poisson counts).
+        coverages: ``(B, S')`` the patches' coverages after the step.
+    """
+
+    def __init__(self, rate, flux, rate_error, flux_error, coverages):
+        self.rate, self.flux = rate, flux
+        self.rate_error, self.flux_error = rate_error, flux_error
+        self.coverages = coverages
+
+
+class KMCPatches:
+    """Persistent KMC patches with reservoir frames (see the module docstring).
+
+    Example:
+        Two patches of a 1D surface (a strip along x) in the ZGB model with CO hopping::
+
+            patches = KMCPatches(zgb(0.5, reaction_rate=1.0, diffusion_rate=50.0),
+                                 width=8, lateral=16, dim=1, ids=[0, 1], seed=3)
+            theta = np.array([[0.1, 0.4], [0.2, 0.3]])     # CO, O at the centres
+            grad = np.zeros((2, 2, 1))                     # d theta / dx
+            out = patches.advance(theta, grad, dt=0.1, step=0)
+            out.rate, out.flux                             # (2, 2), (2, 2, 1)
+
+    Args:
+        model: The lattice model (its vacancy is not tracked).
+        width: Sites of a patch along each macro axis (x, and y in 2D).
+        lateral: In 1D, the patch's sites across the strip (a periodic axis; default
+            ``width``). Ignored in 2D.
+        dim: Dimension of the macro surface: 1 (a strip along x; patches periodic across
+            it) or 2 (frames on all four sides).
+        ids: Global ids of the patches held here (their random streams).
+        seed: Non-negative integer seed.
+
+    Attributes:
+        species: The tracked (non-vacancy) species, in the order of the arrays.
+        sim: The :class:`~hmm_fem.micro.kmc.KMC` of all patches (with the marked model).
+        sites: Sites per patch.
+        constrained_sites: Sites changed by the constraint so far (all patches).
+        clipped_frames: Ghost coverages outside ``[0, 1]`` that were clipped so far.
+        lifted: Whether the patches have been lifted.
+
+    Raises:
+        ValueError: On a bad width, lateral size or dimension.
+    """
+
+    def __init__(self, model: LatticeModel, width: int, *, lateral: int | None = None,
+                 dim: int = 1, ids=(0,), seed: int = 0):
+        if dim not in _SIDES:
+            raise ValueError(f"KMCPatches: dim must be 1 (a strip) or 2, got {dim!r}")
+        for name, value in (("width", width), ("lateral", lateral)):
+            if value is not None and (isinstance(value, bool) or int(value) != value
+                                      or value < 2):
+                raise ValueError(f"KMCPatches: {name} must be an integer >= 2, got {value!r}")
+        width = int(width)
+        lateral = width if lateral is None or dim == 2 else int(lateral)
+        self.model = model
+        self.dim = dim
+        self.seed = int(seed)
+        self.sides = _SIDES[dim]
+        marked, self._table = reservoir_model(model, self.sides)
+        boundary = ("periodic", "reservoir") if dim == 1 else ("reservoir", "reservoir")
+        self.sim = KMC(marked, (lateral, width), ids=np.asarray(ids, dtype=np.int64),
+                       seed=self.seed, boundary=boundary)
+        self.shape = (lateral, width)
+        self.sites = lateral * width
+        vac = model.code(model.vacancy)
+        self.species = tuple(s for s in model.species if s != model.vacancy)
+        self._tracked = np.array([model.code(s) for s in self.species], dtype=np.int64)
+        self._vacancy = vac
+        self._S = len(model.species)
+        geo = self.sim.geometry
+        centre = (np.array(self.shape, dtype=float) - 1) / 2
+        yx = np.stack(np.unravel_index(np.arange(self.sites), self.shape), axis=1)
+        # Offsets (x, y) of the sites and the ghosts from the patch centre.
+        self._site_offsets = (yx - centre)[:, ::-1][:, :dim]
+        self._ghost_offsets = (geo.ghost_coordinates - centre)[:, ::-1][:, :dim]
+        gy, gx = geo.ghost_coordinates.T
+        ghost_side = np.where(gx < 0, 0, np.where(gx >= width, 1, np.where(gy < 0, 2, 3)))
+        self._ghost_side = ghost_side
+        self._side_length = np.array([lateral, lateral, width, width], dtype=float)[: 2 * dim]
+        self._rows = np.arange(self.sim.lattices)
+        self.constrained_sites = 0
+        self.clipped_frames = 0
+        self.lifted = False
+
+    @property
+    def ids(self) -> np.ndarray:
+        """Global ids of the patches held here."""
+        return self.sim.ids
+
+    @property
+    def patch_measure(self) -> float:
+        """Area (1D: length along x times the strip's sites across) of one patch, in sites."""
+        return float(self.sites if self.dim == 2 else self.shape[1])
+
+    @property
+    def hop_rate(self) -> float:
+        """The largest rate of a transport event (a hop): the surface's diffusivity bound."""
+        rates = [e.rate for e, t in zip(self.sim.model.events, self._table["transport"])
+                 if t and e.is_pair]
+        return max(rates, default=0.0)
+
+    # -- coverages at sites and ghosts -------------------------------------------------------
+    def _check(self, theta, grad):
+        B, n = self.sim.lattices, len(self.species)
+        theta = np.asarray(theta, dtype=float)
+        grad = np.asarray(grad, dtype=float)
+        if theta.shape != (B, n) or grad.shape != (B, n, self.dim):
+            raise ValueError(
+                f"KMCPatches: expected coverages ({B}, {n}) and gradients ({B}, {n}, "
+                f"{self.dim}) of the species {self.species}, got {theta.shape} and {grad.shape}"
+            )
+        if not (np.all(np.isfinite(theta)) and np.all(np.isfinite(grad))):
+            raise ValueError("KMCPatches: the coverages or gradients are not finite")
+        return theta, grad
+
+    def _profile(self, theta, grad, offsets):
+        """Coverages of all base species at ``offsets``: ``(B, P, S)``, clipped to [0, 1]."""
+        local = theta[:, None, :] + np.einsum("bsd,pd->bps", grad, offsets)
+        clipped = np.clip(local, 0.0, 1.0)
+        total = clipped.sum(axis=2, keepdims=True)
+        clipped = np.where(total > 1.0, clipped / np.maximum(total, 1e-300), clipped)
+        table = np.zeros((*local.shape[:2], self._S))
+        table[..., self._tracked] = clipped
+        table[..., self._vacancy] = np.clip(1.0 - clipped.sum(axis=2), 0.0, 1.0)
+        return table, int(np.count_nonzero(np.abs(clipped - local) > 1e-12))
+
+    def _draw(self, table, step, tag):
+        """One species per point from ``(B, P, S)`` probabilities (hashed uniforms)."""
+        u = hashed_uniforms(self.seed, self.ids, step, tag, table.shape[1])
+        cumulative = np.cumsum(table, axis=2)
+        cumulative[..., -1] = np.inf
+        return (u[..., None] >= cumulative).sum(axis=2)
+
+    def lift(self, theta, grad, *, step: int = 0) -> None:
+        """Fresh configurations: each site drawn from ``theta + grad . (x - x_c)``."""
+        theta, grad = self._check(theta, grad)
+        table, _ = self._profile(theta, grad, self._site_offsets)
+        species = self._draw(table, step, tag=1).reshape(-1, *self.shape)
+        self.sim.set_lattice(species, relax=True)
+        self.lifted = True
+
+    def constrain(self, theta, *, step: int) -> int:
+        """Move each patch to the coverages ``theta`` by changing as few sites as possible.
+
+        Targets are an unbiased rounding of ``theta * N``; surplus sites of a species are
+        emptied first, then missing ones filled from the empty sites (as far as there are
+        any), at random. Returns the sites changed.
+        """
+        B, N = self.sim.lattices, self.sites
+        lattice = self.sim.lattice.reshape(B, N).astype(np.int64)
+        offset = hashed_uniforms(self.seed, self.ids, step, 2, len(self.species))
+        target = np.floor(np.clip(theta, 0.0, 1.0) * N + offset).astype(np.int64)
+        over = np.clip(target.sum(axis=1) - N, 0, None)
+        target[:, -1] -= over  # a rounding past N: the last species gives way
+        changed = 0
+        for phase in (0, 1):  # empty the surplus, then fill the deficits
+            for j, code in enumerate(self._tracked):
+                have = (lattice == code).sum(axis=1)
+                move = (have - target[:, j]) if phase == 0 else (target[:, j] - have)
+                move = np.clip(move, 0, None)
+                if not move.any():
+                    continue
+                source = code if phase == 0 else self._vacancy
+                mask = lattice == source
+                keys = np.where(mask, hashed_uniforms(self.seed, self.ids, step,
+                                                      3 + 2 * j + phase, N), 2.0)
+                rank = np.empty_like(lattice)
+                np.put_along_axis(rank, np.argsort(keys, axis=1), np.arange(N)[None, :], axis=1)
+                pick = mask & (rank < move[:, None])
+                lattice[pick] = self._vacancy if phase == 0 else code
+                changed += int(pick.sum())
+        if changed:
+            self.sim.set_lattice(lattice.reshape(B, *self.shape), relax=True)
+        self.constrained_sites += changed
+        return changed
+
+    def set_frame(self, theta, grad) -> None:
+        """Draw the ghost sites from the macro coverages ``theta + grad . (x - x_c)``."""
+        theta, grad = self._check(theta, grad)
+        table, clipped = self._profile(theta, grad, self._ghost_offsets)
+        self.clipped_frames += clipped
+        B, G = table.shape[:2]
+        full = np.zeros((B, G, len(self.sim.model.species)))
+        codes = self._table["marked"][self._ghost_side]  # (G, S) marked codes per ghost
+        np.put_along_axis(full, np.broadcast_to(codes, (B, G, self._S)), table, axis=2)
+        self.sim.set_boundary(full)
+
+    # -- one coupling step ------------------------------------------------------------------
+    def advance(self, theta, grad, dt: float, *, step: int) -> PatchRates:
+        """Constrain (or lift), set the frames, run ``dt``, and measure rates and fluxes.
+
+        Args:
+            theta: ``(B, S')`` macro coverages of the tracked species at the centres.
+            grad: ``(B, S', d)`` their gradients (per site).
+            dt: Duration of the run.
+            step: The coupling step's number (the stream of the lift and constraint).
+
+        Returns:
+            The :class:`PatchRates` of the step.
+        """
+        theta, grad = self._check(theta, grad)
+        if not (math.isfinite(dt) and dt > 0):
+            raise ValueError(f"KMCPatches.advance: dt must be positive and finite, got {dt!r}")
+        if not self.lifted:
+            self.lift(theta, grad, step=step)
+        else:
+            self.constrain(theta, step=step)
+        self.set_frame(theta, grad)
+        self.sim.reset_counts()
+        self.sim.run(dt)
+        return self._measure(dt)
+
+    def _measure(self, dt: float) -> PatchRates:
+        counts = self.sim.counts.astype(float)
+        delta = self._table["delta"][:, self._tracked].astype(float)  # (E', S')
+        transport = self._table["transport"]
+        side = self._table["side"]
+        reactive = ~transport
+        scale = 1.0 / (self.sites * dt)
+        rate = counts[:, reactive] @ delta[reactive] * scale
+        rate_error = np.sqrt(counts[:, reactive] @ delta[reactive] ** 2) * scale
+        B, n = rate.shape
+        flux = np.zeros((B, n, self.dim))
+        flux_error = np.zeros_like(flux)
+        for axis in range(self.dim):
+            low, high = 2 * axis, 2 * axis + 1
+            length = self._side_length[low]
+            sign = np.where(side == low, 1.0, np.where(side == high, -1.0, 0.0))
+            pick = transport & (sign != 0)
+            weight = delta[pick] * sign[pick, None]
+            flux[:, :, axis] = counts[:, pick] @ weight / (2 * length * dt)
+            flux_error[:, :, axis] = np.sqrt(counts[:, pick] @ weight**2) / (2 * length * dt)
+        coverages = self.sim.coverages(list(self.species))
+        return PatchRates(rate, flux, rate_error, flux_error, coverages)
+
+
+def strip_fronts(model: LatticeModel, length: int, width: int, initial, times, *,
+                 species: str, level: float, replicas: int = 1, seed: int = 0, ids=None):
+    """Full-lattice reference: front positions on a strip of ``width x length`` sites.
+
+    The strip is periodic across (``width`` sites) and closed at both ends (no flux, as the
+    natural boundary condition of the macro problem). Site column ``i`` sits at ``x = i +
+    1/2``; every site is drawn from ``initial`` at its column. At each of ``times`` the
+    coverage of ``species`` is averaged across the strip and the front is
+    :func:`front_position`: ``1/2`` plus the length
+    where the column profile (linear between columns) is below ``level``.
+
+    Args:
+        model: The lattice model.
+        length: Sites along the strip.
+        width: Sites across the strip.
+        initial: Mapping species -> a number or a callable of the ``(1, n)`` column
+            coordinates, as for the macro problem.
+        times: Increasing output times.
+        species: The species whose coverage locates the front.
+        level: The level.
+        replicas: Independent strips (one compiled call runs all of them).
+        seed: Seed.
+        ids: Replica ids (default ``range(replicas)``: streams as :class:`KMC`).
+
+    Returns:
+        ``(positions, seconds)``: ``(replicas, len(times))`` front positions and the wall
+        time of the KMC runs.
+    """
+    import time as _time
+
+    vac = model.code(model.vacancy)
+    ids = np.arange(replicas) if ids is None else np.asarray(ids)
+    sim = KMC(model, (width, length), ids=ids, seed=seed, boundary=("periodic", "closed"))
+    x = np.arange(length) + 0.5
+    table = np.zeros((length, len(model.species)))
+    for name, value in dict(initial).items():
+        k = model.code(name)
+        if k == vac:
+            raise ValueError("strip_fronts: give the coverages of the non-vacancy species")
+        table[:, k] = np.asarray(value(x[None, :]), dtype=float) if callable(value) else value
+    table[:, vac] = 1.0 - table.sum(axis=1)
+    if np.any(table < -1e-12):
+        raise ValueError("strip_fronts: the initial coverages sum to more than 1 somewhere")
+    cumulative = np.cumsum(table, axis=1)
+    cumulative[:, -1] = np.inf
+    u = hashed_uniforms(seed, ids, 0, 7, width * length).reshape(len(ids), width, length)
+    sim.set_lattice((u[..., None] >= cumulative[None, None]).sum(axis=3), relax=True)
+    code = model.code(species)
+    times = np.asarray(times, dtype=float)
+    positions = np.empty((len(ids), len(times)))
+    seconds = 0.0
+    for j, t in enumerate(times):
+        start = _time.perf_counter()
+        sim.run(until=t)
+        seconds += _time.perf_counter() - start
+        profile = (sim.lattice == code).mean(axis=1)
+        positions[:, j] = [front_position(x, p, level) for p in profile]
+    return positions, seconds
