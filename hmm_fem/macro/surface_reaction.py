@@ -53,7 +53,7 @@ from dolfinx import fem
 
 from ..micro.kmc.engine import rank_block
 from ..micro.kmc.model import LatticeModel
-from ..micro.kmc.patches import KMCPatches, front_position
+from ..micro.kmc.patches import KMCPatches, MeanFieldPatches, front_position
 from .lumped import PatchMesh
 
 __all__ = ["SurfaceReactionDiffusion", "front_position"]
@@ -88,6 +88,10 @@ class SurfaceReactionDiffusion:
         state_resolution: Coverages and gradients are rounded to multiples of this before
             they reach the patches (the sums of an assembly differ between partitions in
             the last bits; the rounding keeps a seeded run rank-independent).
+        micro: ``"kmc"`` (:class:`~hmm_fem.micro.kmc.patches.KMCPatches`) or
+            ``"mean_field"`` (:class:`~hmm_fem.micro.kmc.patches.MeanFieldPatches`: the
+            deterministic site-approximation law, no patches run).
+        **patch_options: More options of the patches (``frame``, ``relaxation``).
 
     Attributes:
         theta: Mapping species -> P1 coverage function.
@@ -115,6 +119,8 @@ class SurfaceReactionDiffusion:
         patch_lateral: int | None = None,
         seed: int = 0,
         state_resolution: float = 1e-9,
+        micro: str = "kmc",
+        **patch_options,
     ):
         if not isinstance(model, LatticeModel):
             raise TypeError(
@@ -155,8 +161,14 @@ class SurfaceReactionDiffusion:
         parts = self.comm.allgather(pm.patch_ids)
         self._all_ids = np.sort(np.concatenate(parts))
         block = rank_block(len(self._all_ids), self.comm)
-        self.patches = KMCPatches(model, patch_width, lateral=patch_lateral, dim=pm.dim,
-                                  ids=self._all_ids[block.start:block.stop], seed=seed)
+        ids = self._all_ids[block.start:block.stop]
+        if micro == "kmc":
+            self.patches = KMCPatches(model, patch_width, lateral=patch_lateral, dim=pm.dim,
+                                      ids=ids, seed=seed, **patch_options)
+        elif micro == "mean_field":
+            self.patches = MeanFieldPatches(model, dim=pm.dim, ids=ids, **patch_options)
+        else:
+            raise ValueError(f"micro must be 'kmc' or 'mean_field', got {micro!r}")
         self._block = block
         self._where = np.searchsorted(self._all_ids, pm.patch_ids)
         measure = self.patches.patch_measure

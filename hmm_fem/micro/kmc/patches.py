@@ -52,11 +52,13 @@ from .model import LatticeModel
 
 __all__ = [
     "KMCPatches",
+    "MeanFieldPatches",
     "PatchRates",
     "reservoir_model",
     "hashed_uniforms",
     "front_position",
     "strip_fronts",
+    "with_hopping",
 ]
 
 _SIDES = {1: ("x-", "x+"), 2: ("x-", "x+", "y-", "y+")}
@@ -82,19 +84,21 @@ def reservoir_model(model: LatticeModel, sides) -> tuple[LatticeModel, dict]:
         inside species counts per event, ``table["transport"]`` ``(E',)`` True for the
         variants of transport events (those move a species through a side),
         ``table["side"]`` ``(E',)`` the side index of each event (``-1``: inside), and
-        ``table["marked"]`` ``(len(sides), S)`` the codes of the marked species.
+        ``table["marked"]`` ``(len(sides), S)`` the codes of the marked species, and
+        ``table["moves"]`` ``(E', S)`` the sites of each species a transport event moves.
     """
     species = list(model.species)
     S = len(species)
     marked = [[f"{name}@{q}" for name in species] for q in sides]
     names = species + [m for row in marked for m in row]
-    events, delta, transport, side = {}, [], [], []
+    events, delta, transport, side, moves = {}, [], [], [], []
 
-    def add(name, reaction, rate, d, t, q):
+    def add(name, reaction, rate, d, t, q, m=None):
         events[name] = (reaction, rate)
         delta.append(d)
         transport.append(t)
         side.append(q)
+        moves.append(np.abs(d) if m is None else m)
 
     for e in model.events:
         d = np.zeros(S, dtype=np.int64)
@@ -103,7 +107,8 @@ def reservoir_model(model: LatticeModel, sides) -> tuple[LatticeModel, dict]:
         for k in e.products:
             d[k] += 1
         swap = e.is_pair and e.products == e.reactants[::-1]
-        add(e.name, e.reaction, e.rate, d, swap, -1)
+        m = np.bincount(np.array(e.reactants), minlength=S) if swap else np.abs(d)
+        add(e.name, e.reaction, e.rate, d, swap, -1, m)
         if not e.is_pair:
             continue
         (a, b), (c, dd) = e.reactants, e.products
@@ -126,8 +131,28 @@ def reservoir_model(model: LatticeModel, sides) -> tuple[LatticeModel, dict]:
         "transport": np.array(transport, dtype=bool),
         "side": np.array(side, dtype=np.int64),
         "marked": codes.reshape(len(sides), S),
+        "moves": np.array(moves, dtype=np.int64).reshape(-1, S),
     }
     return marked_model, table
+
+
+def with_hopping(model: LatticeModel, **hop_rates) -> LatticeModel:
+    """``model`` plus surface diffusion: ``with_hopping(zgb(0.5), O=20.0)``.
+
+    Adds, for every ``species=rate``, the hop ``"S * -> * S"`` (``*`` the vacancy) at
+    ``rate`` per S-vacancy pair, named ``"S_diffusion"`` (replacing an event of that name).
+
+    Raises:
+        KeyError: On an unknown species.
+        ValueError: On a bad rate, or a hop of the vacancy.
+    """
+    events = {e.name: (e.reaction, e.rate) for e in model.events}
+    for name, rate in hop_rates.items():
+        model.code(name)
+        if name == model.vacancy:
+            raise ValueError(f"with_hopping: the vacancy {name!r} does not hop")
+        events[f"{name}_diffusion"] = (f"{name} {model.vacancy} -> {model.vacancy} {name}", rate)
+    return LatticeModel(model.species, events, vacancy=model.vacancy)
 
 
 def _splitmix(x: np.ndarray) -> np.ndarray:
@@ -222,6 +247,8 @@ class KMCPatches:
             it) or 2 (frames on all four sides).
         ids: Global ids of the patches held here (their random streams).
         seed: Non-negative integer seed.
+        frame: How the ghost sites are drawn: ``"image"`` (the default) or ``"random"``
+            (see :meth:`set_frame`).
 
     Attributes:
         species: The tracked (non-vacancy) species, in the order of the arrays.
@@ -236,7 +263,14 @@ class KMCPatches:
     """
 
     def __init__(self, model: LatticeModel, width: int, *, lateral: int | None = None,
-                 dim: int = 1, ids=(0,), seed: int = 0):
+                 dim: int = 1, ids=(0,), seed: int = 0, frame: str = "image",
+                 relaxation: float = 1.0):
+        if frame not in ("image", "random"):
+            raise ValueError(f"KMCPatches: frame must be 'image' or 'random', got {frame!r}")
+        self.frame = frame
+        if not 0.0 <= relaxation <= 1.0:
+            raise ValueError(f"KMCPatches: relaxation must be in [0, 1], got {relaxation!r}")
+        self.relaxation = float(relaxation)
         if dim not in _SIDES:
             raise ValueError(f"KMCPatches: dim must be 1 (a strip) or 2, got {dim!r}")
         for name, value in (("width", width), ("lateral", lateral)):
@@ -269,6 +303,9 @@ class KMCPatches:
         gy, gx = geo.ghost_coordinates.T
         ghost_side = np.where(gx < 0, 0, np.where(gx >= width, 1, np.where(gy < 0, 2, 3)))
         self._ghost_side = ghost_side
+        image_x = np.where(gx < 0, width - 1, np.where(gx >= width, 0, gx))
+        image_y = np.where(gy < 0, lateral - 1, np.where(gy >= lateral, 0, gy))
+        self._ghost_image = image_y * width + image_x
         self._side_length = np.array([lateral, lateral, width, width], dtype=float)[: 2 * dim]
         self._rows = np.arange(self.sim.lattices)
         self.constrained_sites = 0
@@ -332,51 +369,80 @@ class KMCPatches:
         self.sim.set_lattice(species, relax=True)
         self.lifted = True
 
-    def constrain(self, theta, *, step: int) -> int:
-        """Move each patch to the coverages ``theta`` by changing as few sites as possible.
+    def _adjust(self, species, theta, step: int, tag: int):
+        """Rows of ``species`` ``(B, n)`` moved to the coverages ``theta`` ``(B, S')``.
 
-        Targets are an unbiased rounding of ``theta * N``; surplus sites of a species are
+        Targets are an unbiased rounding of ``theta * n``; surplus sites of a species are
         emptied first, then missing ones filled from the empty sites (as far as there are
-        any), at random. Returns the sites changed.
+        any), at random (hashed draws of this step and ``tag``). Returns the new rows and
+        the number of sites changed.
         """
-        B, N = self.sim.lattices, self.sites
-        lattice = self.sim.lattice.reshape(B, N).astype(np.int64)
-        offset = hashed_uniforms(self.seed, self.ids, step, 2, len(self.species))
-        target = np.floor(np.clip(theta, 0.0, 1.0) * N + offset).astype(np.int64)
-        over = np.clip(target.sum(axis=1) - N, 0, None)
-        target[:, -1] -= over  # a rounding past N: the last species gives way
+        species = np.array(species, dtype=np.int64)
+        n = species.shape[1]
+        offset = hashed_uniforms(self.seed, self.ids, step, tag, len(self.species))
+        target = np.floor(np.clip(theta, 0.0, 1.0) * n + offset).astype(np.int64)
+        target[:, -1] -= np.clip(target.sum(axis=1) - n, 0, None)  # rounded past n
         changed = 0
         for phase in (0, 1):  # empty the surplus, then fill the deficits
             for j, code in enumerate(self._tracked):
-                have = (lattice == code).sum(axis=1)
-                move = (have - target[:, j]) if phase == 0 else (target[:, j] - have)
-                move = np.clip(move, 0, None)
+                have = (species == code).sum(axis=1)
+                move = np.clip((have - target[:, j]) if phase == 0 else (target[:, j] - have),
+                               0, None)
                 if not move.any():
                     continue
-                source = code if phase == 0 else self._vacancy
-                mask = lattice == source
-                keys = np.where(mask, hashed_uniforms(self.seed, self.ids, step,
-                                                      3 + 2 * j + phase, N), 2.0)
-                rank = np.empty_like(lattice)
-                np.put_along_axis(rank, np.argsort(keys, axis=1), np.arange(N)[None, :], axis=1)
+                mask = species == (code if phase == 0 else self._vacancy)
+                keys = hashed_uniforms(self.seed, self.ids, step, tag + 1 + 2 * j + phase, n)
+                keys = np.where(mask, keys, 2.0)
+                rank = np.empty_like(species)
+                np.put_along_axis(rank, np.argsort(keys, axis=1), np.arange(n)[None, :], axis=1)
                 pick = mask & (rank < move[:, None])
-                lattice[pick] = self._vacancy if phase == 0 else code
+                species[pick] = self._vacancy if phase == 0 else code
                 changed += int(pick.sum())
+        return species, changed
+
+    def constrain(self, theta, *, step: int, relaxation: float = 1.0) -> int:
+        """Move each patch towards the coverages ``theta`` changing as few sites as possible.
+
+        A fraction ``relaxation`` of the difference between ``theta`` and the patch's
+        coverages is removed (1: all of it). Returns the number of sites changed (see
+        :meth:`_adjust` for the rule).
+        """
+        B, N = self.sim.lattices, self.sites
+        current = self.sim.coverages(list(self.species))
+        target = current + relaxation * (np.asarray(theta, dtype=float) - current)
+        lattice, changed = self._adjust(self.sim.lattice.reshape(B, N), target, step, 100)
         if changed:
             self.sim.set_lattice(lattice.reshape(B, *self.shape), relax=True)
         self.constrained_sites += changed
         return changed
 
-    def set_frame(self, theta, grad) -> None:
-        """Draw the ghost sites from the macro coverages ``theta + grad . (x - x_c)``."""
+    def set_frame(self, theta, grad, *, step: int = 0) -> None:
+        """Set the ghost sites from the macro coverages ``theta + grad . (x - x_c)``.
+
+        ``frame="random"``: every ghost drawn independently from the coverages at it.
+        ``frame="image"``: every ghost side starts as a copy of the patch's opposite edge
+        (the periodic image: immobile species keep their island structure, mobile ones
+        their correlations with it), then is adjusted (:meth:`_adjust`) to the side's mean
+        macro coverages. The image frame does not give the edge sites a structureless
+        neighbourhood that random ghosts would (measured: a front 30 % slow with random
+        frames on 8-site patches).
+        """
         theta, grad = self._check(theta, grad)
         table, clipped = self._profile(theta, grad, self._ghost_offsets)
         self.clipped_frames += clipped
         B, G = table.shape[:2]
-        full = np.zeros((B, G, len(self.sim.model.species)))
         codes = self._table["marked"][self._ghost_side]  # (G, S) marked codes per ghost
-        np.put_along_axis(full, np.broadcast_to(codes, (B, G, self._S)), table, axis=2)
-        self.sim.set_boundary(full)
+        if self.frame == "random":
+            full = np.zeros((B, G, len(self.sim.model.species)))
+            np.put_along_axis(full, np.broadcast_to(codes, (B, G, self._S)), table, axis=2)
+            self.sim.set_boundary(full)
+            return
+        base = self.sim.lattice.reshape(B, -1)[:, self._ghost_image].astype(np.int64)
+        for q in range(len(self.sides)):
+            on = self._ghost_side == q
+            mean = table[:, on][..., self._tracked].mean(axis=1)
+            base[:, on], changed = self._adjust(base[:, on], mean, step, 200 + 20 * q)
+        self.sim.set_boundary(species=codes[np.arange(G)[None, :], base])
 
     # -- one coupling step ------------------------------------------------------------------
     def advance(self, theta, grad, dt: float, *, step: int) -> PatchRates:
@@ -397,13 +463,21 @@ class KMCPatches:
         if not self.lifted:
             self.lift(theta, grad, step=step)
         else:
-            self.constrain(theta, step=step)
-        self.set_frame(theta, grad)
+            self.constrain(theta, step=step, relaxation=self.relaxation)
+        self.set_frame(theta, grad, step=step)
         self.sim.reset_counts()
+        before = self._moments()
         self.sim.run(dt)
-        return self._measure(dt)
+        return self._measure(dt, self._moments() - before)
 
-    def _measure(self, dt: float) -> PatchRates:
+    def _moments(self) -> np.ndarray:
+        """First moments ``sum_i (x_i - x_c) [s_i = s]`` along x: ``(B, S')``."""
+        B = self.sim.lattices
+        lattice = self.sim.lattice.reshape(B, self.sites)
+        x = self._site_offsets[:, 0]
+        return np.stack([(lattice == code) @ x for code in self._tracked], axis=1)
+
+    def _measure(self, dt: float, moment_change: np.ndarray) -> PatchRates:
         counts = self.sim.counts.astype(float)
         delta = self._table["delta"][:, self._tracked].astype(float)  # (E', S')
         transport = self._table["transport"]
@@ -415,16 +489,103 @@ class KMCPatches:
         B, n = rate.shape
         flux = np.zeros((B, n, self.dim))
         flux_error = np.zeros_like(flux)
+        lateral, width = self.shape
         for axis in range(self.dim):
             low, high = 2 * axis, 2 * axis + 1
             length = self._side_length[low]
+            # +1 for a species entering through the low side or leaving through the high one.
             sign = np.where(side == low, 1.0, np.where(side == high, -1.0, 0.0))
             pick = transport & (sign != 0)
             weight = delta[pick] * sign[pick, None]
-            flux[:, :, axis] = counts[:, pick] @ weight / (2 * length * dt)
-            flux_error[:, :, axis] = np.sqrt(counts[:, pick] @ weight**2) / (2 * length * dt)
+            if axis == 0 and self.dim == 1:
+                # Every hop's displacement along x, from the change of the first moment:
+                # a hop inside moves it by +-1; a hop through a frame side changes it by
+                # the edge site's offset (-+(w-1)/2) instead of its displacement (+-1).
+                edge = (width - 1) / 2
+                frame_moment = counts[:, pick] @ (delta[pick] * -sign[pick, None] * edge)
+                displacement = moment_change - frame_moment + counts[:, pick] @ weight
+                bonds = lateral * (width + 1)
+                flux[:, :, 0] = displacement / (bonds * dt)
+                moves = self._table["moves"][transport][:, self._tracked]
+                hops = counts[:, transport] @ moves
+                flux_error[:, :, 0] = np.sqrt(hops) / (bonds * dt)
+            else:
+                flux[:, :, axis] = counts[:, pick] @ weight / (2 * length * dt)
+                flux_error[:, :, axis] = np.sqrt(counts[:, pick] @ weight**2) / (2 * length * dt)
         coverages = self.sim.coverages(list(self.species))
         return PatchRates(rate, flux, rate_error, flux_error, coverages)
+
+
+class MeanFieldPatches:
+    """The mean-field (site approximation) law in place of :class:`KMCPatches`.
+
+    Same interface (:meth:`advance` returns :class:`PatchRates`, deterministic, zero
+    errors): ``R_s`` is :meth:`~hmm_fem.micro.kmc.LatticeModel.mean_field_rhs` without its
+    transport events, and a transport event ``"A B -> B A"`` at rate ``D`` gives ``A`` the
+    lattice-gas flux ``-D (theta_B grad theta_A - theta_A grad theta_B)`` and ``B`` its
+    opposite (the exact mean of a hop across a bond between independent sites with a
+    linear profile). For the deterministic reference of the macro scheme, and to see what
+    the lattice's correlations change.
+
+    Args:
+        model: The lattice model (finite rates).
+        dim: Dimension of the surface (1 or 2).
+        ids: Ids of the patches held here (only their number matters).
+        coordination: Neighbours per site (4: the square lattice).
+
+    Raises:
+        ValueError: On an instantaneous event or a bad dimension.
+    """
+
+    def __init__(self, model: LatticeModel, *, dim: int = 1, ids=(0,), coordination: int = 4):
+        if dim not in _SIDES:
+            raise ValueError(f"MeanFieldPatches: dim must be 1 or 2, got {dim!r}")
+        if model.has_instantaneous:
+            raise ValueError("MeanFieldPatches: give every event a finite rate")
+        self.model, self.dim = model, dim
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self.coordination = coordination
+        self.species = tuple(s for s in model.species if s != model.vacancy)
+        self._tracked = np.array([model.code(s) for s in self.species], dtype=np.int64)
+        self._hops = [e for e in model.events if e.is_pair and e.products == e.reactants[::-1]]
+        self._rates = np.array([0.0 if e in self._hops else e.rate for e in model.events])
+        self.hop_rate = max((e.rate for e in self._hops), default=0.0)
+        self.patch_measure = 0.0
+
+    def advance(self, theta, grad, dt: float, *, step: int = 0) -> PatchRates:
+        """The mean-field rates and fluxes at ``theta`` and ``grad`` (``dt``, ``step`` unused)."""
+        theta = np.asarray(theta, dtype=float)
+        grad = np.asarray(grad, dtype=float)
+        B, S = len(theta), len(self.model.species)
+        full = np.zeros((B, S))
+        full[:, self._tracked] = theta
+        vac = self.model.code(self.model.vacancy)
+        full[:, vac] = 1.0 - theta.sum(axis=1)
+        gfull = np.zeros((B, S, self.dim))
+        gfull[:, self._tracked] = grad
+        gfull[:, vac] = -grad.sum(axis=1)
+        rhs = np.zeros((B, S))
+        z = self.coordination
+        for event, k in zip(self.model.events, self._rates):
+            if k == 0.0:
+                continue
+            if event.is_pair:
+                a, b = event.reactants
+                flux = k * z * full[:, a] * full[:, b] * (0.5 if a == b else 1.0)
+            else:
+                flux = k * full[:, event.reactants[0]]
+            for s in event.reactants:
+                rhs[:, s] -= flux
+            for s in event.products:
+                rhs[:, s] += flux
+        J = np.zeros((B, S, self.dim))
+        for event in self._hops:
+            a, b = event.reactants
+            j = -event.rate * (full[:, b, None] * gfull[:, a] - full[:, a, None] * gfull[:, b])
+            J[:, a] += j
+            J[:, b] -= j
+        rate, flux = rhs[:, self._tracked], J[:, self._tracked]
+        return PatchRates(rate, flux, np.zeros_like(rate), np.zeros_like(flux), theta.copy())
 
 
 def strip_fronts(model: LatticeModel, length: int, width: int, initial, times, *,
