@@ -5,35 +5,57 @@ one :class:`~hmm_fem.micro.kmc.KMC` (one compiled call advances all of them). A 
 at a point ``x_c`` of the surface, in lattice units (macro length = lattice sites, time in
 the model's unit, e.g. Monte Carlo steps). Every coupling step :meth:`KMCPatches.advance`
 
-1. **constrains** each patch to the macro coverages at its centre: surplus sites of a
-   species are emptied, missing ones filled, at random sites (the first call *lifts*
-   instead: species drawn site by site from the local coverages and gradients);
-2. sets its **frame**: the ghost sites around the reservoir axes are drawn from the macro
-   coverages ``theta + grad theta . (x - x_c)`` at the ghost sites;
+1. **constrains** each patch to the macro coverages at its centre (a fraction
+   ``relaxation`` of the difference, 1 by default): surplus sites of a species are
+   emptied, missing ones filled, at random sites (the first call *lifts* instead: species
+   drawn site by site from the local coverages and gradients);
+2. sets its **frame**: the ghost sites around the reservoir axes, at the macro coverages
+   ``theta + grad theta . (x - x_c)`` of the ghost layer (see :meth:`KMCPatches.set_frame`
+   for the two kinds of frame);
 3. **runs** the KMC for the step and returns, from the event counters, the net rate of
    change of every species by reactions ``R_s`` (per site and unit time) and the flux
-   ``J_s`` (per unit length of a frame side and unit time) of the species that hop, with
-   standard errors (Poisson counts).
+   ``J_s`` (per unit length across and unit time) of the species that hop, with standard
+   errors (Poisson counts).
 
-**Why persistent patches.** Immobile adsorbates (O in the ZGB model) form islands whose
-perimeter sets the reaction rate and whose holes set the CO mobility; a patch lifted at
-random from the coverages has none of that structure and needs a healing time as long as
-the reactions themselves to grow it. A patch that lives through the whole run keeps its
+**Why persistent patches.** Adsorbates form structures (islands, holes, correlations
+between neighbours) that set the reaction rates and the mobilities; a patch lifted at
+random from the coverages has none of them and needs a healing time as long as the
+reactions themselves to grow them. A patch that lives through the whole run keeps its
 structure, the way the surface at that place would; the constraint of step 1 only moves
 the few sites by which the macro field drifted from the patch during one step (counted in
 :attr:`KMCPatches.constrained_sites`).
 
-**Fluxes through the frame.** The ghost sites of each side of a patch hold *marked* copies
-of the species (``"CO@x-"``: CO in the ghost layer at the ``-x`` side), with a copy of
-every pair event for every side (:func:`reservoir_model`). A hop ``"CO * -> * CO"``
-between an edge site and a ghost is then the event ``"CO *@x- -> * *@x-"`` (CO leaves
-through the ``-x`` side) or ``"* CO@x- -> CO CO@x-"`` (it enters), counted apart, so the
-counters give the directed flux through each side. A *transport* event is a pair event
-that swaps its reactants (``"A B -> B A"``); every other event is a *reaction*. The flux
-of the patch is the mean of the two opposite sides' fluxes; the divergence across the
-patch is part of the macro balance, not of ``R_s``, which counts only the changes of the
-reactions (including those with a ghost partner: a site at the edge reacts with its real
-neighbours' stand-ins).
+**Fluxes.** The ghost sites of each side of a patch hold *marked* copies of the species
+(``"CO@x-"``: CO in the ghost layer at the ``-x`` side), with a copy of every pair event
+for every side (:func:`reservoir_model`). A hop ``"CO * -> * CO"`` between an edge site
+and a ghost is then the event ``"CO *@x- -> * *@x-"`` (CO leaves through the ``-x`` side)
+or ``"* CO@x- -> CO CO@x-"`` (it enters), counted apart. A *transport* event is a pair
+event that swaps its reactants (``"A B -> B A"``); every other event is a *reaction*, and
+``R_s`` counts only the changes of the reactions (including those with a ghost partner:
+an edge site reacts with its neighbours' stand-ins). On a strip (``dim=1``) the flux is
+the displacement of all hops, inside and through the frame, over the step: the change of
+the species' first moment along x, less what the frame events did to it, plus their
+displacements (a reaction's change of the moment is left out: its mean is ``R'`` w^2/12
+per site, negligible against the hop flux). Every bond of the patch then counts, not only
+the two frame layers: (w + 1)/2 times less variance. In 2D the flux is read from the
+directed frame counts (the mean of two opposite sides).
+
+**What limits the patches** (measured, ``hops_only`` lattices, patches 32 sites across):
+
+* *Transport that is not local.* With an immobile species at 45 % the free sites do not
+  percolate; the flux through a patch then falls with its width as the chance that a hole
+  spans it (``J/(-D grad theta)`` 0.23, 0.10, 0.06, 0.02 at widths 4, 8, 16, 32); no
+  patch smaller than the surface measures it. This is why the demo lets O hop.
+* *Correlated hops in a crowded surface.* Two species hopping into vacancies at a total
+  coverage of 0.9 interdiffuse slower than mean field says (the tracer correlation
+  factor, about 1/2 there); 8-site patches coupled every 0.2 time units gave the mean-field
+  flux (1.00 +- 0.20 of it), 16-site ones 0.61-0.67, and 0.77 / 0.65 when coupled every
+  1.0. Patches must be a few correlation lengths wide and coupled over a few correlation
+  times: the demo uses 16 x 16 sites and a step of 0.3.
+* *Frames.* Ghosts drawn independently give the edge sites a structureless neighbourhood:
+  on 8-site patches of the original ZGB front (immobile O, y = 0.5, CO hopping at 100) the
+  front ran 29 % slower than on the full lattice with random frames, 17 % with the default
+  image frames.
 
 **Random numbers independent of the rank count.** The KMC draws each lattice from its own
 stream (seeded by ``[seed, id]``); the lift and the constraint draw from a counter-based
