@@ -170,17 +170,6 @@ def test_mean_field_front_speed_agrees_with_a_fine_method_of_lines_solve():
     assert speed == pytest.approx(speed_ref, rel=0.02)
 
 
-def _gathered(problem):
-    comm = problem.comm
-    owned = problem.patch_mesh.owned
-    x = problem.patch_mesh.V.tabulate_dof_coordinates()[:owned, : problem.dim]
-    values = np.column_stack([problem.theta[s].x.array[:owned] for s in problem.species])
-    x = np.round(np.concatenate(comm.allgather(x)), 9)
-    values = np.concatenate(comm.allgather(values))
-    order = np.lexsort(x.T[::-1])
-    return x[order], values[order]
-
-
 @pytest.mark.mpi
 @pytest.mark.parametrize("cell", ["interval", "triangle"])
 def test_seeded_patch_run_is_the_same_on_any_number_of_ranks(cell):
@@ -199,7 +188,7 @@ def test_seeded_patch_run_is_the_same_on_any_number_of_ranks(cell):
             initial_coverages={"CO": lambda x: (x[0] > 31.0).astype(float), "O": 0.1})
         problem.run(0.5)
         constrained = comm.allreduce(problem.patches.constrained_sites)
-        return _gathered(problem), constrained
+        return problem.nodal_values(), constrained
 
     (x, values), constrained = run(MPI.COMM_WORLD)
     (x_serial, values_serial), constrained_serial = run(MPI.COMM_SELF)

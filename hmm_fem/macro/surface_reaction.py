@@ -300,15 +300,22 @@ class SurfaceReactionDiffusion:
         """``int theta_s dx`` over the domain (collective)."""
         return self.patch_mesh.integral(self.theta[species])
 
+    def nodal_values(self) -> tuple[np.ndarray, np.ndarray]:
+        """All ranks' nodes ``(n, dim)`` and coverages ``(n, S')``, in coordinate order.
+
+        Collective; every rank gets the whole arrays (for checks and small meshes).
+        """
+        owned = self.patch_mesh.owned
+        x = self.patch_mesh.V.tabulate_dof_coordinates()[:owned, : self.dim]
+        values = np.column_stack([self.theta[s].x.array[:owned] for s in self.species])
+        x = np.round(np.concatenate(self.comm.allgather(x)), 9)  # exact ties for the sort
+        values = np.concatenate(self.comm.allgather(values))
+        order = np.lexsort(x.T[::-1])
+        return x[order], values[order]
+
     def front_position(self, species: str, level: float) -> float:
         """On an interval mesh: :func:`front_position` of ``theta_s`` (collective)."""
         if self.dim != 1:
             raise ValueError("front_position: only on an interval mesh (a strip)")
-        f = self.theta[species]
-        owned = self.patch_mesh.owned
-        x = self.patch_mesh.V.tabulate_dof_coordinates()[:owned, 0]
-        parts = self.comm.allgather((x, f.x.array[:owned]))
-        x = np.concatenate([p[0] for p in parts])
-        values = np.concatenate([p[1] for p in parts])
-        order = np.argsort(x)
-        return front_position(x[order], values[order], level)
+        x, values = self.nodal_values()
+        return front_position(x[:, 0], values[:, self.species.index(species)], level)

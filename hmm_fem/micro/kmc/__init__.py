@@ -11,6 +11,10 @@
 * :mod:`~hmm_fem.micro.kmc.coarse`: the KMC as the micro simulator of the equation-free
   tools (a :class:`~hmm_fem.equation_free.CoarseTimeStepper` on coverages) and
   brute-force steady-state sweeps.
+* :mod:`~hmm_fem.micro.kmc.patches`: persistent KMC patches with reservoir frames that
+  measure local reaction rates and hop fluxes for a macro coverage problem
+  (:class:`~hmm_fem.macro.SurfaceReactionDiffusion`), their mean-field stand-in, and the
+  full-lattice strip reference (:func:`strip_fronts`).
 
 The package needs numba (Debian's ``python3-numba``); it is imported on first use.
 """
@@ -27,6 +31,12 @@ __all__ = [
     "coverage_stepper",
     "steady_coverages",
     "mean_field_steady_state",
+    "KMCPatches",
+    "MeanFieldPatches",
+    "PatchRates",
+    "front_position",
+    "strip_fronts",
+    "with_hopping",
 ]
 
 _LAZY = {
@@ -36,6 +46,12 @@ _LAZY = {
     "coverage_stepper": "coarse",
     "steady_coverages": "coarse",
     "mean_field_steady_state": "coarse",
+    "KMCPatches": "patches",
+    "MeanFieldPatches": "patches",
+    "PatchRates": "patches",
+    "front_position": "patches",
+    "strip_fronts": "patches",
+    "with_hopping": "patches",
 }
 
 
