@@ -213,6 +213,18 @@ if comm.rank == 0 and not args.no_png:
     fig.savefig(output / "front_position.png", dpi=120)
     plt.close(fig)
 
+if comm.rank == 0:
+    import json
+
+    output.mkdir(parents=True, exist_ok=True)
+    summary_file = output / "summary.json"
+    summary_file.write_text(json.dumps({
+        "full_speed": c_full, "full_error": e_full, "patch_speed": c_patch,
+        "patch_error": e_patch, "mean_field_speed": float(mf_speed),
+        "full_seconds_per_replica": cost_full, "patch_seconds_per_replica": cost_patch,
+        "patch_cost_at_equal_error": 1 / equal, "sites_full": sites_full,
+        "sites_patch": sites_patch}, indent=1))
+
 for name, ok in checks.items():
     say(f"[{'ok' if ok else 'FAILED'}] {name}")
 if not all(checks.values()):

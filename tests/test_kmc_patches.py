@@ -139,7 +139,7 @@ def _mol_front_speed(model, length, initial_step, times, D_co, D_o, level):
         ])
 
     u0 = np.concatenate([(x > initial_step).astype(float), np.zeros(n)])
-    band = diags([1, 1, 1], [-1, 0, 1], shape=(n, n))
+    band = diags([1.0, 1.0, 1.0], [-1, 0, 1], shape=(n, n))
     sparsity = bmat([[band, band], [band, band]])
     solution = solve_ivp(rhs, (0, times[-1]), u0, t_eval=times, method="BDF", rtol=1e-7,
                          atol=1e-9, jac_sparsity=sparsity)
