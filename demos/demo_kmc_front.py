@@ -76,9 +76,9 @@ say = print if comm.rank == 0 else (lambda *a, **k: None)
 Y, K, D = 0.36, 1.0, 100.0  # CO fraction, reaction rate, hop rate of CO and O
 LEVEL = 0.5  # the front: theta_CO = 1/2
 if args.quick:
-    LENGTH, WIDTH, T_END, X0, REPLICAS, PATCH_REPLICAS = 160, 16, 8.0, 40.0, 2, 2
+    LENGTH, WIDTH, T_END, X0, REPLICAS, PATCH_REPLICAS = 160, 16, 8.0, 35.0, 2, 2
 else:
-    LENGTH, WIDTH, T_END, X0, REPLICAS, PATCH_REPLICAS = 400, 64, 60.0, 80.0, 4, 6
+    LENGTH, WIDTH, T_END, X0, REPLICAS, PATCH_REPLICAS = 400, 64, 60.0, 75.0, 4, 6
 H, DT = 10.0, 0.25  # macro cell (sites), macro step (MCS)
 PATCH, ACROSS = 24, 8  # patch sites along and across the strip (a sample at the midpoint)
 SEED = 2026
@@ -87,7 +87,11 @@ say(f"model: {model}")
 
 
 def initial_co(x):
-    """The poisoned (CO-covered) state right of X0, an empty surface left of it."""
+    """The poisoned (CO-covered) state right of X0, an empty surface left of it.
+
+    X0 lies halfway between two mesh nodes, where the P1 interpolant of the step crosses
+    1/2, as the lattice's column profile does: both fronts start at X0.
+    """
     return (x[0] > X0).astype(float)
 
 
