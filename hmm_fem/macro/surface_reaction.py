@@ -72,13 +72,13 @@ class SurfaceReactionDiffusion:
     Example:
         A reaction front on a strip of 400 sites (see ``demos/demo_kmc_front.py``)::
 
-            model = zgb(0.5, reaction_rate=1.0, diffusion_rate=50.0)
-            mesh = dolfinx.mesh.create_interval(MPI.COMM_WORLD, 50, [0.0, 400.0])
+            model = with_hopping(zgb(0.36, reaction_rate=1.0, diffusion_rate=100.0), O=100.0)
+            mesh = dolfinx.mesh.create_interval(MPI.COMM_WORLD, 40, [0.0, 400.0])
             problem = SurfaceReactionDiffusion(
-                mesh, model, dt=0.2, patch_width=8, patch_lateral=16, seed=1,
-                initial_coverages={"CO": lambda x: x[0] > 100, "O": 0.0})
-            problem.run(20.0)
-            problem.theta["CO"]            # a P1 function
+                mesh, model, dt=0.25, patch_width=24, patch_lateral=8, allow_overlap=True,
+                seed=1, initial_coverages={"CO": lambda x: (x[0] > 75).astype(float)})
+            problem.run(30.0)                       # Monte Carlo steps
+            problem.front_position("CO", 0.5)       # ~115: the reactive state invades
 
     Args:
         mesh: Macro simplex mesh (intervals: a strip along x, uniform across; triangles).
