@@ -4,6 +4,7 @@ from .elasticity import DEFAULT_MAX_CUTS, LoadStep, StaticElasticity, SteppedSol
 from .elastodynamics import LinearElastodynamics
 from .heat import SteadyDarcy, SteadyHeat, TransientHeat
 from .reaction_diffusion import PatchReactionDiffusion
+from .surface_reaction import SurfaceReactionDiffusion
 
 __all__ = [
     "SteadyHeat",
@@ -15,4 +16,5 @@ __all__ = [
     "DEFAULT_MAX_CUTS",
     "LinearElastodynamics",
     "PatchReactionDiffusion",
+    "SurfaceReactionDiffusion",
 ]

@@ -75,20 +75,12 @@ import time as _time
 import numpy as np
 import ufl
 from dolfinx import fem
-from mpi4py import MPI
 
 from ..coupling import Dispatcher
 from ..micro.protocol import MicroModel, SolveContext
+from .lumped import PatchMesh
 
 __all__ = ["PatchReactionDiffusion"]
-
-# The reference midpoints of the simplices (P1 gradients are constant on them).
-_MIDPOINTS = {
-    "interval": [[0.5]],
-    "triangle": [[1 / 3, 1 / 3]],
-    "tetrahedron": [[0.25, 0.25, 0.25]],
-}
-
 
 class PatchReactionDiffusion:
     """``u_t + div J = R`` on a DOLFINx mesh, ``J`` and ``R`` from one micro patch per cell.
@@ -155,12 +147,13 @@ class PatchReactionDiffusion:
         diffusivity: float | None = None,
         state_resolution: float = 1e-9,
     ):
-        tdim = mesh.topology.dim
-        if mesh.geometry.dim != tdim:
-            raise ValueError(
-                f"the mesh must be flat: geometric dimension {mesh.geometry.dim} != "
-                f"topological dimension {tdim}"
-            )
+        self.patch_mesh = pm = PatchMesh(
+            mesh,
+            " (one patch per cell sees the gradient at the cell centre only, where the "
+            "checkerboard mode of Q1 quadrilaterals and hexahedra has none: that mode "
+            "is then undamped, an hourglass instability)",
+        )
+        tdim = pm.dim
         expected = {"u": (), "grad_u": (tdim,)}
         got = {name: tuple(shape) for name, shape in model.inputs.items()}
         if got != expected or tuple(model.output_shape) != (1 + tdim,):
@@ -179,14 +172,6 @@ class PatchReactionDiffusion:
             raise ValueError(f"dt must be positive and finite, got {dt!r}")
         if isinstance(block_size, bool) or int(block_size) != block_size or block_size < 1:
             raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
-        cell_name = mesh.topology.cell_name()
-        if cell_name not in _MIDPOINTS:
-            raise ValueError(
-                f"unsupported cell type {cell_name!r}: use intervals, triangles or tetrahedra "
-                "(one patch per cell sees the gradient at the cell centre only, where the "
-                "checkerboard mode of Q1 quadrilaterals and hexahedra has none: that mode "
-                "is then undamped, an hourglass instability)"
-            )
         self.mesh = mesh
         self.model = model
         self.comm = mesh.comm
@@ -203,7 +188,7 @@ class PatchReactionDiffusion:
         self.micro_seconds = 0.0
         self.macro_seconds = 0.0
 
-        self.V = fem.functionspace(mesh, ("Lagrange", 1))
+        self.V = pm.V
         self.u = fem.Function(self.V, name="density")
         if callable(initial_density):
             self.u.interpolate(lambda x: np.asarray(initial_density(x), dtype=float))
@@ -218,24 +203,12 @@ class PatchReactionDiffusion:
         self.rate_error = fem.Function(Q, name="growth_rate_error")
         self.flux_error = fem.Function(Qv, name="flux_error")
 
-        index_map = mesh.topology.index_map(tdim)
-        self.num_cells = index_map.size_local
-        self._cells = np.arange(self.num_cells, dtype=np.int32)
-        original = np.asarray(mesh.topology.original_cell_index, dtype=np.int64)
-        if original.size < self.num_cells:
-            raise ValueError(
-                "the mesh does not know its input cell numbering (a submesh or a refined "
-                "mesh?): the patches' random streams would depend on the number of ranks"
-            )
-        self.patch_ids = original[: self.num_cells].copy()
-        midpoint = np.asarray(_MIDPOINTS[cell_name], dtype=float)
-        self._u_at = fem.Expression(self.u, midpoint)
-        self._grad_at = fem.Expression(ufl.grad(self.u), midpoint)
-        self.patch_centres = (
-            fem.Expression(ufl.SpatialCoordinate(mesh), midpoint)
-            .eval(mesh, self._cells)
-            .reshape(self.num_cells, tdim)
-        )
+        self.num_cells = pm.num_cells
+        self._cells = pm.cells
+        self.patch_ids = pm.patch_ids
+        self._u_at = fem.Expression(self.u, pm.midpoint)
+        self._grad_at = fem.Expression(ufl.grad(self.u), pm.midpoint)
+        self.patch_centres = pm.patch_centres
         self._q_dofs = Q.dofmap.list[: self.num_cells, 0]
         self._qv_dofs = Qv.dofmap.list[: self.num_cells, 0]
 
@@ -248,16 +221,10 @@ class PatchReactionDiffusion:
         else:
             self._rhs = fem.form(ufl.inner(self.flux, ufl.grad(v)) * ufl.dx)
             self._growth = fem.form(self.per_capita_rate * v * ufl.dx)
-            self._g = fem.Function(self.V)
-        self._lumped = fem.assemble_vector(fem.form(v * ufl.dx))
-        self._lumped.scatter_reverse(_add())
-        self._lumped.scatter_forward()
-        self._owned = self.V.dofmap.index_map.size_local
-        self._b = fem.Function(self.V)
-
-        volumes = fem.assemble_vector(fem.form(ufl.TestFunction(Q) * ufl.dx)).array
-        self.domain_measure = self.comm.allreduce(float(volumes[: self.num_cells].sum()))
-        smallest = self.comm.allreduce(float(volumes[: self.num_cells].min()), op=MPI.MIN)
+        self._lumped = pm.lumped
+        self._owned = pm.owned
+        self.domain_measure = pm.domain_measure
+        smallest = pm.smallest_cell
         patch_measure = getattr(getattr(model, "simulator", None), "patch_measure", None)
         self.covered_fraction = None
         if patch_measure is not None:
@@ -283,7 +250,7 @@ class PatchReactionDiffusion:
                 stacklevel=2,
             )
         else:
-            self.stable_time_step = self._stability_bound(float(diffusivity))
+            self.stable_time_step = pm.stability_bound(float(diffusivity))
             if self.dt > self.stable_time_step:
                 raise ValueError(
                     f"dt = {self.dt:.4g} exceeds the stability bound "
@@ -297,19 +264,6 @@ class PatchReactionDiffusion:
             if self._batched
             else Dispatcher(model, self.comm, state_tolerance=self.state_resolution)
         )
-
-    # -- set-up ----------------------------------------------------------------------------------
-    def _stability_bound(self, diffusivity: float) -> float:
-        """``2 / lambda_max(M_L^-1 A)`` bounded by Gershgorin (a safe, slightly small step)."""
-        u, v = ufl.TrialFunction(self.V), ufl.TestFunction(self.V)
-        A = fem.assemble_matrix(
-            fem.form(diffusivity * ufl.inner(ufl.grad(u), ufl.grad(v)) * ufl.dx)
-        )
-        A.scatter_reverse()
-        matrix = A.to_scipy()
-        rows = np.asarray(abs(matrix).sum(axis=1)).reshape(-1)[: self._owned]
-        local = float((rows / self._lumped.array[: self._owned]).max()) if self._owned else 0.0
-        return 2.0 / self.comm.allreduce(local, op=MPI.MAX)
 
     # -- the micro evaluation --------------------------------------------------------------------
     def _evaluate(self, stage: int) -> None:
@@ -400,18 +354,11 @@ class PatchReactionDiffusion:
         """``M_L^-1 (int J.grad v + R v)`` at the current ``u`` (owned dofs)."""
         self._evaluate(stage)
         start = _time.perf_counter()
-        b = self._b.x
-        b.array[:] = 0.0
-        fem.assemble_vector(b.array, self._rhs)
-        b.scatter_reverse(_add())
         owned = self._owned
+        b = self.patch_mesh.assemble(self._rhs)
         if self._growth is not None:
-            g = self._g.x
-            g.array[:] = 0.0
-            fem.assemble_vector(g.array, self._growth)
-            g.scatter_reverse(_add())
-            b.array[:owned] += g.array[:owned] * self.u.x.array[:owned]
-        rate = b.array[:owned] / self._lumped.array[:owned]
+            b += self.patch_mesh.assemble(self._growth) * self.u.x.array[:owned]
+        rate = b / self._lumped.array[:owned]
         self.macro_seconds += _time.perf_counter() - start
         return rate
 
@@ -440,11 +387,4 @@ class PatchReactionDiffusion:
 
     def mass(self) -> float:
         """``int u dx`` over the domain (collective): the number of agents / capacity."""
-        local = float(self._lumped.array[: self._owned] @ self.u.x.array[: self._owned])
-        return self.comm.allreduce(local)
-
-
-def _add():
-    from dolfinx.la import InsertMode
-
-    return InsertMode.add
+        return self.patch_mesh.integral(self.u)

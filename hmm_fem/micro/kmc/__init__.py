@@ -11,6 +11,10 @@
 * :mod:`~hmm_fem.micro.kmc.coarse`: the KMC as the micro simulator of the equation-free
   tools (a :class:`~hmm_fem.equation_free.CoarseTimeStepper` on coverages) and
   brute-force steady-state sweeps.
+* :mod:`~hmm_fem.micro.kmc.patches`: persistent KMC patches with reservoir frames that
+  measure local reaction rates and hop fluxes for a macro coverage problem
+  (:class:`~hmm_fem.macro.SurfaceReactionDiffusion`), their mean-field stand-in, and the
+  full-lattice strip reference (:func:`strip_fronts`).
 
 The package needs numba (Debian's ``python3-numba``); it is imported on first use.
 """
@@ -32,6 +36,12 @@ __all__ = [
     "zgb_mean_field_states",
     "zgb_mean_field_fold",
     "mean_field_multipliers",
+    "KMCPatches",
+    "MeanFieldPatches",
+    "PatchRates",
+    "front_position",
+    "strip_fronts",
+    "with_hopping",
 ]
 
 _LAZY = {
@@ -46,6 +56,12 @@ _LAZY = {
     "zgb_mean_field_states": "coarse",
     "zgb_mean_field_fold": "coarse",
     "mean_field_multipliers": "coarse",
+    "KMCPatches": "patches",
+    "MeanFieldPatches": "patches",
+    "PatchRates": "patches",
+    "front_position": "patches",
+    "strip_fronts": "patches",
+    "with_hopping": "patches",
 }
 
 
