@@ -154,6 +154,8 @@ def test_bad_input_is_refused():
         solver.solve(_shear(2, 1.0), [1.0, 2.0, 3.0], tau=1.0)
     with pytest.raises(ValueError, match="no longer exact moments"):
         BGKSolver(3, 4)
+    with pytest.raises(ValueError, match="must be an integer in"):
+        BGKSolver(2, 25)
     with pytest.raises(ValueError, match="dim must be 2 or 3"):
         BGKSolver(1, 6)
     with pytest.raises(ValueError, match="resolution_tol"):
