@@ -2,7 +2,7 @@
 
 The micro problem is the **spatially homogeneous steady state** of the BGK equation in the
 frame moving with an imposed linear velocity field ``u(r) = A r`` (Lees–Edwards / uniform
-shear flow formulation, Garzó & Santos 2003, ch. 2), with the temperature gradient entering
+shear flow formulation of Garzó & Santos 2003), with the temperature gradient entering
 through the Chapman–Enskog source of the local equilibrium:
 
     -A_ij V_j ∂f/∂V_i - zeta ∂_V·(V f) + nu f = nu f_M - nu tau (V·∇ln T)(m V²/2k_BT - (d+2)/2) f_M,
@@ -15,7 +15,7 @@ temperature-gradient source is that of the Navier–Stokes-level Chapman–Ensko
 (the Euler time derivatives of the local Maxwellian included, so that it carries no mass or
 momentum flux); it gives Fourier's law with the BGK conductivity at vanishing ``A``. At finite
 ``A`` the heat flux is that of this frozen local-equilibrium source, not the exact
-shear-dependent conductivity tensor of Lee & Dufty (Phys. Rev. E 56, 1733, 1997).
+shear-dependent conductivity tensor of Lee & Dufty (arXiv:cond-mat/9705142, 1997).
 
 **Velocity grid.** ``f = f_M g`` with ``g`` collocated at a tensor Gauss–Hermite grid (the
 nodes of the Gaussian weight ``exp(-c²/2)``, ``c = V/sqrt(k_B T/m)``); the force term uses

@@ -15,9 +15,9 @@ used by the solver itself.
 ``-zeta ∂_V·(V f)`` that removes the viscous heating so that the state is steady. For the BGK
 collision term with a constant collision frequency ``nu = 1/tau`` the second moments obey a
 closed linear hierarchy, solved exactly (Garzó & Santos, *Kinetic Theory of Gases in Shear
-Flows: Nonlinear Transport*, Kluwer 2003, ch. 2 (the BGK solution of USF); see also
-A. Santos, V. Garzó, J. J. Brey, J. W. Dufty, Phys. Rev. Lett. 71, 3971 (1993) and
-A. Santos, Cont. Mech. Thermodyn. 21, 361 (2009), arXiv:0903.1054, §5). With the reduced
+Flows: Nonlinear Transport*, Kluwer 2003, the BGK solution of USF; see also
+A. Santos, V. Garzó, J. J. Brey, J. W. Dufty, Phys. Rev. Lett. 71, 3971 (1993) and the
+review A. Santos, arXiv:0903.1054 (2009), section on uniform shear flow). With the reduced
 shear rate ``a* = a tau`` and thermostat ``zeta* = zeta tau``, the moment equations
 
     a (δ_ix P_jy + δ_jx P_iy) + 2 zeta P_ij = -nu (P_ij - p δ_ij)
@@ -28,7 +28,8 @@ give, in units of ``p``,
     P_xx* = d - (d - 1) P_yy*,
 
 and the energy balance ``d zeta* = -a* P_xy*`` is the cubic ``d zeta* (1 + 2 zeta*)^2 = a*^2``
-in the thermostat parameter. Its real root, in closed form (Cardano, hyperbolic branch), is
+in the thermostat parameter (derived here from the moment equations above). Its real root,
+in closed form (Cardano, hyperbolic branch), is
 
     zeta* = (2/3) sinh^2[ (1/6) arccosh(1 + 27 a*^2 / d) ],
 
@@ -132,7 +133,7 @@ def moment_solution(reduced_velocity_gradient, reduced_temperature_gradient):
         sum_m (A_im M_mjk + A_jm M_imk + A_km M_ijm) + (1 + 3 zeta) M = -sym(δ γ),
 
     the trace condition fixing ``zeta`` (energy balance). This is the method of the exact USF
-    solution (Garzó & Santos 2003, ch. 2) applied to a general traceless ``A``.
+    solution (Garzó & Santos 2003) applied to a general traceless ``A``.
 
     Args:
         reduced_velocity_gradient: ``A tau``, shape ``(d, d)``, traceless.
