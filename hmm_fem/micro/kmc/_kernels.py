@@ -58,6 +58,22 @@ def _below(st, n):
 
 
 @njit(cache=True, error_model="numpy")
+def _pair_products(e, si, ev_r1, ev_r2, ev_p1, ev_p2, st):
+    """Products ``(pi, pk)`` of pair event ``e`` for the site holding ``si`` and its partner.
+
+    The site takes the product of the reactant it holds; a symmetric pair (equal reactants)
+    with unequal products is oriented at random (one draw from ``st``).
+    """
+    if ev_r1[e] != ev_r2[e]:
+        if si == ev_r1[e]:
+            return ev_p1[e], ev_p2[e]
+        return ev_p2[e], ev_p1[e]
+    if ev_p1[e] != ev_p2[e] and uniform(st) < 0.5:
+        return ev_p2[e], ev_p1[e]
+    return ev_p1[e], ev_p2[e]
+
+
+@njit(cache=True, error_model="numpy")
 def build_lists(s, N, S, listed, paired, bond_sites, pcls, slist, scount, spos, bcls, blist,
                 bcount, bpos):
     """Species lists and bond classes of all lattices from their species ``s``."""
@@ -176,16 +192,7 @@ def _cascade(b, stack, top, N, S, s, nbr, dim, inst_ev, ev_r1, ev_r2, ev_p1, ev_
         d = cand_d[w]
         e = cand_e[w]
         k = nbr[i, d]
-        # Orientation: i takes the product of the reactant it holds.
-        if ev_r1[e] != ev_r2[e]:
-            if si == ev_r1[e]:
-                pi, pk = ev_p1[e], ev_p2[e]
-            else:
-                pi, pk = ev_p2[e], ev_p1[e]
-        elif ev_p1[e] != ev_p2[e] and uniform(st) < 0.5:
-            pi, pk = ev_p2[e], ev_p1[e]
-        else:
-            pi, pk = ev_p1[e], ev_p2[e]
+        pi, pk = _pair_products(e, si, ev_r1, ev_r2, ev_p1, ev_p2, st)
         counts[b, e] += 1
         _set_site(b, i, pi, s, S, listed, paired, slist, scount, spos, nbr, dim, N, pcls,
                   bcls, blist, bcount, bpos)
@@ -402,16 +409,7 @@ def run(s, N, S, nbr, dim, ghost_nbr, listed, paired, pcls, cls_a, cls_b, site_p
                         if u < rates[b, e]:
                             break
                         u -= rates[b, e]
-                si = s[b, i]
-                if ev_r1[e] != ev_r2[e]:
-                    if si == ev_r1[e]:
-                        pi, pk = ev_p1[e], ev_p2[e]
-                    else:
-                        pi, pk = ev_p2[e], ev_p1[e]
-                elif ev_p1[e] != ev_p2[e] and uniform(st) < 0.5:
-                    pi, pk = ev_p2[e], ev_p1[e]
-                else:
-                    pi, pk = ev_p1[e], ev_p2[e]
+                pi, pk = _pair_products(e, s[b, i], ev_r1, ev_r2, ev_p1, ev_p2, st)
                 counts[b, e] += 1
                 _set_site(b, i, pi, s, S, listed, paired, slist, scount, spos, nbr, dim, N,
                           pcls, bcls, blist, bcount, bpos)
