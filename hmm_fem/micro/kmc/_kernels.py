@@ -58,6 +58,23 @@ def _below(st, n):
 
 
 @njit(cache=True, error_model="numpy")
+def _pick_event(st, ptr, events, c, rates_b, total):
+    """One event of class ``c`` (``events[ptr[c]:ptr[c + 1]]``) in proportion to its rate.
+
+    ``total`` is the class's summed rate; a class of one event draws no number.
+    """
+    e = events[ptr[c]]
+    if ptr[c + 1] - ptr[c] > 1:
+        u = uniform(st) * total
+        for q in range(ptr[c], ptr[c + 1]):
+            e = events[q]
+            if u < rates_b[e]:
+                break
+            u -= rates_b[e]
+    return e
+
+
+@njit(cache=True, error_model="numpy")
 def _pair_products(e, si, ev_r1, ev_r2, ev_p1, ev_p2, st):
     """Products ``(pi, pk)`` of pair event ``e`` for the site holding ``si`` and its partner.
 
@@ -366,14 +383,7 @@ def run(s, N, S, nbr, dim, ghost_nbr, listed, paired, pcls, cls_a, cls_b, site_p
             if chosen < S:
                 k = chosen
                 i = slist[b, k, _below(st, scount[b, k])]
-                e = site_ev[site_ptr[k]]
-                if site_ptr[k + 1] - site_ptr[k] > 1:
-                    u = uniform(st) * Wsite[k]
-                    for q in range(site_ptr[k], site_ptr[k + 1]):
-                        e = site_ev[q]
-                        if u < rates[b, e]:
-                            break
-                        u -= rates[b, e]
+                e = _pick_event(st, site_ptr, site_ev, k, rates[b], Wsite[k])
                 _set_site(b, i, ev_p1[e], s, S, listed, paired, slist, scount, spos, nbr,
                           dim, N, pcls, bcls, blist, bcount, bpos)
                 counts[b, e] += 1
@@ -401,14 +411,7 @@ def run(s, N, S, nbr, dim, ghost_nbr, listed, paired, pcls, cls_a, cls_b, site_p
                     else:
                         k2 = j - dimN + N
                         i = ghost_nbr[j - dimN]
-                e = cls_ev[cls_ptr[c]]
-                if cls_ptr[c + 1] - cls_ptr[c] > 1:
-                    u = uniform(st) * Wpair[c]
-                    for q in range(cls_ptr[c], cls_ptr[c + 1]):
-                        e = cls_ev[q]
-                        if u < rates[b, e]:
-                            break
-                        u -= rates[b, e]
+                e = _pick_event(st, cls_ptr, cls_ev, c, rates[b], Wpair[c])
                 pi, pk = _pair_products(e, s[b, i], ev_r1, ev_r2, ev_p1, ev_p2, st)
                 counts[b, e] += 1
                 _set_site(b, i, pi, s, S, listed, paired, slist, scount, spos, nbr, dim, N,
