@@ -121,6 +121,7 @@ def test_poiseuille_agrees_with_navier_stokes_at_small_knudsen():
     stats = report.statistics
     assert stats.point_evaluations == 8 * stats.calls
     assert stats.micro_solves == 1 + 8 * (stats.calls - 1)
+    flow.destroy()
 
 
 def test_poiseuille_slip_matches_navier_stokes_with_slip():
@@ -161,6 +162,7 @@ def test_couette_with_heating_matches_crocco_busemann():
     assert np.abs(u - np.interp(y, y_ref, u_ref)).max() < 1e-5
     assert flow.shear_stress() == pytest.approx(sigma, rel=1e-5)
     assert report.iterations <= 4
+    flow.destroy()
 
 
 def test_channel_refuses_bad_input():

@@ -210,6 +210,18 @@ class ChannelFlow:
         """Newton solve; returns the :class:`~hmm_fem.coupling.SolveReport`."""
         return self.problem.solve()
 
+    def destroy(self) -> None:
+        """Destroy the PETSc objects of the Newton solver and remove its options (collective).
+
+        Call it on every rank when done: left to the garbage collector, the destruction may
+        happen at different moments on different ranks and deadlock a parallel run.
+        """
+        inner = self.problem.problem
+        for obj in (inner.solver, inner.A, inner.b, inner.x, inner.P_mat):
+            if obj is not None:
+                obj.destroy()  # idempotent: DOLFINx's own __del__ later is a no-op
+        self.problem.destroy()
+
     @property
     def statistics(self):
         """Micro statistics of this problem's dispatcher (this rank, whole run)."""
