@@ -13,9 +13,9 @@ Maxwell molecules ``omega = 1``) and ``p = n k_B T``.
 ``q_y = (k_B/m) mu(T) K(a*) dT/dy`` (the micro heat source is linear in the gradient). So
 the micro state is the single column ``a*``: points with equal ``a*`` share one solve
 whatever their ``T``, ``n`` and ``dT/dy``, and ``respond`` rescales vectorised. A solve
-returns ``P*``, ``K`` and their ``a*``-derivatives by central differences of the micro
-solver (whose moments are exact, so the differences are accurate to about ``1e-9``); the
-tangents by ``T``, ``n``, ``du/dy``, ``dT/dy`` follow by the chain rule.
+returns ``P*``, ``K`` and their exact ``a*``-derivatives (the micro solver's linearised
+tangent, from the factorisation of the steady state); the tangents by ``T``, ``n``,
+``du/dy``, ``dT/dy`` follow by the chain rule.
 
 **Navier–Stokes limit.** ``P*_xy = -a*`` and ``K = -(d + 2)/2`` as ``a* -> 0``: the model
 gives ``sigma_xy = mu du/dy`` and ``q_y = -kappa dT/dy`` with ``kappa = (d + 2)/2 (k_B/m) mu``
@@ -87,11 +87,9 @@ class BGKClosure(MicroModel):
         n_velocity: Gauss–Hermite nodes per velocity direction of the micro solver.
         mass: Particle mass ``m``.
         boltzmann: Boltzmann constant ``k_B``.
-        difference_step: Relative step of the central differences in ``a*``
-            (``h = difference_step * max(|a*|, 0.01)``).
 
     Raises:
-        ValueError: Non-positive ``mu_ref``, ``T_ref``, ``mass``, ``boltzmann`` or step.
+        ValueError: Non-positive ``mu_ref``, ``T_ref``, ``mass`` or ``boltzmann``.
     """
 
     inputs = {"grad_u": (), "grad_T": (), "T": (), "n": ()}
@@ -108,14 +106,12 @@ class BGKClosure(MicroModel):
         n_velocity: int = 6,
         mass: float = 1.0,
         boltzmann: float = 1.0,
-        difference_step: float = 1e-4,
     ):
         for name, value in (
             ("mu_ref", mu_ref),
             ("T_ref", T_ref),
             ("mass", mass),
             ("boltzmann", boltzmann),
-            ("difference_step", difference_step),
         ):
             if not (np.isfinite(float(value)) and float(value) > 0.0):
                 raise ValueError(f"BGKClosure: {name} must be finite and > 0, got {value!r}")
@@ -123,7 +119,6 @@ class BGKClosure(MicroModel):
             raise ValueError(f"BGKClosure: omega must be finite, got {omega!r}")
         self.mu_ref, self.omega, self.T_ref = float(mu_ref), float(omega), float(T_ref)
         self.mass, self.boltzmann = float(mass), float(boltzmann)
-        self.difference_step = float(difference_step)
         self.solver = BGKSolver(dim, n_velocity)
         self.dim = self.solver.grid.dim
 
@@ -156,31 +151,27 @@ class BGKClosure(MicroModel):
         v = self._check(inputs)
         return (self.relaxation_time(v["T"], v["n"]) * v["grad_u"]).reshape(-1, 1)
 
-    def _reduced(self, a_star):
-        """``P*`` (d x d) and the heat-flux coefficients ``(K_xy, K_yy)`` at ``a*``."""
+    def solve(self, state: np.ndarray, context: SolveContext | None = None):
+        """Reduced pressure tensor and heat-flux coefficients, with their ``a*``-derivatives.
+
+        One steady BGK solve at ``A*_xy = a*`` and unit reduced temperature gradient along
+        ``y``, with the solver's linearised tangent (no finite difference).
+        """
         d = self.dim
         a = np.zeros((d, d))
-        a[0, 1] = a_star
+        a[0, 1] = float(state[0])
         gamma = np.zeros(d)
         gamma[1] = 1.0
-        state = self.solver.solve(a, gamma, tau=1.0)
-        return state.pressure_tensor, state.heat_flux[:2]
-
-    def solve(self, state: np.ndarray, context: SolveContext | None = None):
-        """Reduced pressure tensor and heat-flux coefficients, with ``a*``-derivatives."""
-        a_star = float(state[0])
-        p_red, k_red = self._reduced(a_star)
-        h = self.difference_step * max(abs(a_star), 1e-2)
-        p_plus, k_plus = self._reduced(a_star + h)
-        p_minus, k_minus = self._reduced(a_star - h)
+        s = self.solver.solve(a, gamma, tau=1.0, tangent=[(0, 1)])
+        p_red, k_red = s.pressure_tensor, s.heat_flux
         return {
             "Pxy": np.array(p_red[0, 1]),
             "Pxx": np.array(p_red[0, 0]),
             "Pyy": np.array(p_red[1, 1]),
-            "dPxy": np.array((p_plus[0, 1] - p_minus[0, 1]) / (2.0 * h)),
+            "dPxy": np.array(s.pressure_tensor_tangent[0, 1, 0, 1]),
             "Kyy": np.array(k_red[1]),
             "Kxy": np.array(k_red[0]),
-            "dKyy": np.array((k_plus[1] - k_minus[1]) / (2.0 * h)),
+            "dKyy": np.array(s.heat_flux_tangent[1, 0, 1]),
         }
 
     def respond(self, solutions, inputs, parameters) -> MicroResponse:
