@@ -165,6 +165,30 @@ def test_couette_with_heating_matches_crocco_busemann():
     flow.destroy()
 
 
+@pytest.mark.parametrize("energy", [False, True])
+def test_couette_slip_stress(energy):
+    """Maxwell slip at both walls: sigma = mu U/(H + 2 zeta l), l = mu v0/p (low speed)."""
+    U = 0.01
+    flow = ChannelFlow(
+        BGKClosure(2 * MU, dim=2),
+        wall_velocity=(0.0, U),
+        cells=4,
+        slip=BGK_VISCOUS_SLIP,
+        energy=energy,
+    )
+    flow.solve()
+    mean_free = 2 * MU * math.sqrt(2.0)
+    expected = 2 * MU * U / (1.0 + 2 * BGK_VISCOUS_SLIP * mean_free)
+    # Non-Newtonian correction 2 a*^2 = 7e-8; with the energy balance the viscous heating
+    # U^2/(8 c_p) = 6e-6 changes mu(T) a little.
+    tolerance = 1e-5 if energy else 1e-6
+    assert flow.shear_stress() == pytest.approx(expected, rel=tolerance)
+    _, u, _ = flow.profile()
+    slip = BGK_VISCOUS_SLIP * mean_free * expected / (2 * MU)
+    assert u[0] == pytest.approx(slip, rel=tolerance)
+    flow.destroy()
+
+
 def test_channel_refuses_bad_input():
     closure = BGKClosure(MU, dim=2)
     with pytest.raises(ValueError, match="need energy=True"):
