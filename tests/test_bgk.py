@@ -174,3 +174,42 @@ def test_round_off_check_refuses_spoilt_moments():
     solver = BGKSolver(2, 6, moment_tol=1e-300)
     with pytest.raises(MicroSolveError, match="moment balances"):
         solver.solve(_shear(2, 1.0), tau=1.0)
+
+
+def test_linearised_tangent_matches_central_differences():
+    """dP/dA and dq/dA from the steady state's factorisation against central differences."""
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((3, 3))
+    a -= np.trace(a) / 3 * np.eye(3)
+    a *= 0.7 / np.abs(a).max()
+    grad_t = np.array([0.3, -0.5, 0.2])
+    options = dict(tau=0.8, density=1.3, temperature=1.7, mass=1.1, boltzmann=0.9)
+    solver = BGKSolver(3, 6)
+    state = solver.solve(a, grad_t, tangent=True, **options)
+    h = 1e-6
+    for k, m in [(0, 1), (2, 0), (1, 2)]:
+        step = np.zeros((3, 3))
+        step[k, m] = h
+        plus, minus = (
+            solver.solve(a + step, grad_t, **options),
+            solver.solve(a - step, grad_t, **options),
+        )
+        dp = (plus.pressure_tensor - minus.pressure_tensor) / (2 * h)
+        dq = (plus.heat_flux - minus.heat_flux) / (2 * h)
+        assert np.abs(state.pressure_tensor_tangent[:, :, k, m] - dp).max() < 1e-7
+        assert np.abs(state.heat_flux_tangent[:, k, m] - dq).max() < 1e-7
+    # A traceless diagonal direction: the thermostat follows.
+    step = np.diag([h, -h, 0.0])
+    plus, minus = (
+        solver.solve(a + step, grad_t, **options),
+        solver.solve(a - step, grad_t, **options),
+    )
+    dp = (plus.pressure_tensor - minus.pressure_tensor) / (2 * h)
+    tangent = state.pressure_tensor_tangent
+    assert np.abs(tangent[:, :, 0, 0] - tangent[:, :, 1, 1] - dp).max() < 1e-7
+    # Only the requested components: the others are NaN.
+    one = solver.solve(a, grad_t, tangent=[(0, 1)], **options)
+    assert np.allclose(one.pressure_tensor_tangent[:, :, 0, 1], tangent[:, :, 0, 1], atol=1e-13)
+    assert np.isnan(one.pressure_tensor_tangent[:, :, 1, 0]).all()
+    with pytest.raises(ValueError, match="tangent must be True or a list"):
+        solver.solve(a, grad_t, tangent=[(0, 3)], **options)

@@ -1,5 +1,6 @@
 """Ready-made macro problems written in UFL with micro-model constitutive laws."""
 
+from .channel import BGK_VISCOUS_SLIP, ChannelFlow
 from .elasticity import DEFAULT_MAX_CUTS, LoadStep, StaticElasticity, SteppedSolveReport
 from .elastodynamics import LinearElastodynamics
 from .heat import SteadyDarcy, SteadyHeat, TransientHeat
@@ -7,6 +8,8 @@ from .reaction_diffusion import PatchReactionDiffusion
 from .surface_reaction import SurfaceReactionDiffusion
 
 __all__ = [
+    "ChannelFlow",
+    "BGK_VISCOUS_SLIP",
     "SteadyHeat",
     "TransientHeat",
     "SteadyDarcy",

@@ -176,6 +176,9 @@ class BGKState:
         tail_fraction: Spectral resolution estimate of ``distribution - 1``
             (:meth:`HermiteVelocityGrid.tail_fraction`).
         factorisations: Sparse LU factorisations used (thermostat iterations + 1).
+        pressure_tensor_tangent: With ``tangent=True``: ``dP_ij/dA_kl``, shape
+            ``(dim, dim, dim, dim)`` (the thermostat adjusting), else ``None``.
+        heat_flux_tangent: With ``tangent=True``: ``dq_i/dA_kl``, shape ``(dim, dim, dim)``.
     """
 
     pressure_tensor: np.ndarray
@@ -187,6 +190,8 @@ class BGKState:
     distribution: np.ndarray
     tail_fraction: float
     factorisations: int
+    pressure_tensor_tangent: np.ndarray | None = None
+    heat_flux_tangent: np.ndarray | None = None
 
     @property
     def viscous_stress(self):
@@ -401,6 +406,7 @@ class BGKSolver:
         temperature=1.0,
         mass=1.0,
         boltzmann=1.0,
+        tangent=False,
     ):
         """Steady stress and heat flux under the imposed gradients.
 
@@ -413,6 +419,13 @@ class BGKSolver:
             temperature: Temperature ``T``.
             mass: Particle mass ``m``.
             boltzmann: Boltzmann constant ``k_B`` in the user's units.
+            tangent: Also return the derivatives of the pressure tensor and heat flux by the
+                velocity gradient (:attr:`BGKState.pressure_tensor_tangent`), from the
+                factorisation of the steady state: differentiating ``L(A, zeta) g = 1``
+                with the thermostat fixed by the temperature condition costs a few
+                triangular solves per component of ``A`` and no new factorisation.
+                ``True``: every component ``A_kl``; a list of ``(k, l)`` pairs: only those
+                (the others are NaN).
 
         Returns:
             The :class:`BGKState`.
@@ -438,15 +451,16 @@ class BGKSolver:
         ones = np.ones(g.size)
         count = [0]
 
-        def steady(zeta, rhs):
+        def factorise(zeta):
             count[0] += 1
-            return splu((base + zeta * self._thermostat).tocsc()).solve(rhs)
+            return splu((base + zeta * self._thermostat).tocsc())
 
         zeta = 0.0
         if np.any(a_red != 0.0):
             zeta = self._thermostat_root(base, a_red, count)
         rhs = np.column_stack([ones, self._heat_source.T @ gamma])
-        sol = steady(zeta, rhs)
+        lu = factorise(zeta)
+        sol = lu.solve(rhs)
         dist = sol[:, 0] + sol[:, 1]
         if not np.all(np.isfinite(dist)):
             raise MicroSolveError(
@@ -476,6 +490,20 @@ class BGKSolver:
             )
         pressure = density * boltzmann * temperature
         q_red = 0.5 * np.einsum("ijj->i", m3)
+        p_tangent = q_tangent = None
+        if tangent is not False and tangent is not None:
+            d = g.dim
+            pairs = [(k, m) for k in range(d) for m in range(d)] if tangent is True else tangent
+            pairs = [(int(k), int(m)) for k, m in pairs]
+            if any(not (0 <= k < d and 0 <= m < d) for k, m in pairs):
+                raise ValueError(
+                    f"BGKSolver.solve: tangent must be True or a list of (k, l) index pairs "
+                    f"with 0 <= k, l < dim = {d}, got {tangent!r}"
+                )
+            dp_red, dq_red = self._tangent(lu, sol, zeta, pairs)
+            # d(reduced)/dA = tau d(reduced)/dA*
+            p_tangent = pressure * tau * dp_red
+            q_tangent = pressure * np.sqrt(theta) * tau * dq_red
         return BGKState(
             pressure_tensor=pressure * p_red,
             heat_flux=pressure * np.sqrt(theta) * q_red,
@@ -486,4 +514,33 @@ class BGKSolver:
             distribution=dist,
             tail_fraction=tail,
             factorisations=count[0],
+            pressure_tensor_tangent=p_tangent,
+            heat_flux_tangent=q_tangent,
         )
+
+    def _tangent(self, lu, sol, zeta, pairs):
+        """``dP*/dA*_kl`` and ``dq*/dA*_kl`` (reduced) at a steady state, by linearisation.
+
+        ``L g = 1`` (temperature column) and ``L h = s`` (heat column) with
+        ``L = I + sum A*_ij C_ij + zeta Theta``: ``dg = -L^-1 (C_kl g + dzeta Theta g)``, the
+        thermostat derivative ``dzeta`` fixed by the temperature condition ``<c^2/d> dg = 0``,
+        and ``dh = -L^-1 (C_kl h + dzeta Theta h)``.
+        """
+        g = self.grid
+        d = g.dim
+        weights_t = g.weights * self._c2 / d
+        base_g, base_h = sol[:, 0], sol[:, 1]
+        theta_g = lu.solve(self._thermostat @ base_g)
+        theta_h = self._thermostat @ base_h
+        dp = np.full((d, d, d, d), np.nan)
+        dq = np.full((d, d, d), np.nan)
+        for k, m in pairs:
+            op = self._c[m] @ (self._c[k] - self._d[k])
+            x = lu.solve(op @ base_g)
+            dzeta = -(weights_t @ x) / (weights_t @ theta_g)
+            dg = -(x + dzeta * theta_g)
+            dh = -lu.solve(op @ base_h + dzeta * theta_h)
+            w = g.weights * (dg + dh)
+            dp[:, :, k, m] = (g.points * w[:, None]).T @ g.points
+            dq[:, k, m] = 0.5 * np.einsum("n,ni,nj,nj->i", w, g.points, g.points, g.points)
+        return dp, dq

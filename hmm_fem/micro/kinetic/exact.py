@@ -48,6 +48,8 @@ __all__ = [
     "chapman_enskog_conductivity",
     "usf_exact",
     "moment_solution",
+    "usf_poiseuille_velocity",
+    "couette_heating_exact",
 ]
 
 
@@ -165,3 +167,92 @@ def moment_solution(reduced_velocity_gradient, reduced_temperature_gradient):
     )
     m3 = np.linalg.solve(_third_moment_operator(a, zeta), -source.ravel()).reshape(d, d, d)
     return pressure_tensor(zeta), 0.5 * np.einsum("ijj->i", m3), zeta
+
+
+def _usf_shear_stress(a, dim):
+    """``-P_xy/p = a* eta(a*)`` of the exact USF (increasing up to its maximum)."""
+    return a * usf_exact(a, dim)["eta"]
+
+
+def usf_poiseuille_velocity(y, force, height, tau, temperature=1.0, dim=3, mass=1.0, boltzmann=1.0):
+    """Isothermal force-driven channel flow with the exact USF shear stress at every point.
+
+    The reference of the local (homogeneous) BGK closure in a Poiseuille flow: the
+    momentum balance fixes the shear stress, ``sigma(y) = m n g (H/2 - y)`` (walls at
+    ``y = 0, H`` at rest, no slip); the local closure ``sigma = p a* eta(a*)`` with the
+    closed-form USF viscosity (:func:`usf_exact`) gives the shear rate ``a*(y)/tau``, and
+    ``u(y) = int_0^y a*/tau``. Independent of the velocity grid and of the finite elements.
+
+    Args:
+        y: Positions in ``[0, H]`` (array).
+        force: Body force per unit mass ``g``.
+        height: ``H``.
+        tau: Relaxation time (uniform: isothermal gas).
+        temperature: ``T``.
+        dim: Velocity-space dimension.
+        mass: ``m``.
+        boltzmann: ``k_B``.
+
+    Returns:
+        ``u(y)``.
+
+    Raises:
+        ValueError: The wall stress exceeds the largest USF shear stress (at ``a* = 1.5``
+            the stress is still increasing; beyond, the local closure has no solution).
+    """
+    theta = boltzmann * temperature / mass
+    reduced = force * height / (2.0 * theta)  # sigma_wall / p
+    a_max = 1.5
+    if abs(reduced) >= _usf_shear_stress(a_max, dim):
+        raise ValueError(
+            f"usf_poiseuille_velocity: the reduced wall stress {reduced:.3g} is beyond the "
+            "range of this reference (a* <= 1.5)"
+        )
+
+    def shear_rate(s):
+        target = reduced * (1.0 - 2.0 * s / height)
+        if target == 0.0:
+            return 0.0
+        sign = np.sign(target)
+        a = brentq(lambda x: _usf_shear_stress(x, dim) - abs(target), 0.0, a_max, xtol=1e-15)
+        return sign * a / tau
+
+    # a*(y) is analytic on [0, H]: a 40-point Gauss-Legendre rule on [0, y] is exact to
+    # round-off.
+    y = np.atleast_1d(np.asarray(y, dtype=float))
+    x, w = np.polynomial.legendre.leggauss(40)
+    out = np.empty_like(y)
+    for k, yi in enumerate(y):
+        nodes = 0.5 * yi * (x + 1.0)
+        out[k] = 0.5 * yi * (w @ np.array([shear_rate(s) for s in nodes]))
+    return out
+
+
+def couette_heating_exact(wall_speed, height, mu, c_p, wall_temperature=1.0, samples=2001):
+    """Navier–Stokes planar Couette flow with viscous heating, Prandtl number 1.
+
+    Walls at ``y = 0`` (at rest) and ``y = H`` (speed ``U``), both at ``T_w``;
+    ``mu = mu(T)`` any law and ``kappa = c_p mu``. With ``sigma = mu u'`` uniform and
+    ``-(kappa T')' = sigma u'``, the Crocco–Busemann relation ``T = T_w + u (U - u)/(2 c_p)``
+    holds for any ``mu(T)``; then ``dy/du = mu(T(u))/sigma`` gives
+    ``sigma = (1/H) int_0^U mu(T(u)) du`` and ``y(u)``.
+
+    Args:
+        wall_speed: ``U``.
+        height: ``H``.
+        mu: Viscosity law, a vectorised function of ``T``.
+        c_p: Specific heat at constant pressure (per unit mass).
+        wall_temperature: ``T_w``.
+        samples: Points of the composite Simpson rule in ``u``.
+
+    Returns:
+        ``(sigma, y, u, T)``: the shear stress and the profile at ``samples`` points.
+    """
+    from scipy.integrate import cumulative_simpson
+
+    u = np.linspace(0.0, wall_speed, samples)
+    T = wall_temperature + u * (wall_speed - u) / (2.0 * c_p)
+    mu_u = mu(T)
+    y_unscaled = cumulative_simpson(mu_u, x=u, initial=0.0)
+    sigma = y_unscaled[-1] / height
+    return sigma, y_unscaled / sigma, u, T
