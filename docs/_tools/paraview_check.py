@@ -13,18 +13,28 @@ It reads the folders that ``run_demos.py`` filled. For every ``*.bp`` listed in 
 - each array's range (over all components) equals the written range to 1e-12 relative, and
   every written value was finite.
 
-The last step is rendered to ``<demo>/paraview/<file>.png``, coloured by the first array.
+The last step is rendered to ``<demo>/paraview/<file>.png`` by the view users get with
+``hmm-fem paraview FOLDER --png DIR`` (:mod:`hmm_fem.io.paraview_view`).
 ``paraview_report.json`` and ``paraview_report.md`` (the table of the docs page) go into the
 demos folder. The exit code is 1 if any check failed, and every failure is printed with the
 file, step and array it concerns.
 """
 
+import importlib.util
 import json
 import sys
 import time
 from pathlib import Path
 
-from paraview import simple  # noqa: E402  (pvpython only)
+from paraview import simple  # pvpython only
+
+ROOT = Path(__file__).resolve().parents[2]
+# hmm_fem/io/paraview_view.py imports nothing from hmm-fem: load it without the package.
+_spec = importlib.util.spec_from_file_location(
+    "paraview_view", ROOT / "hmm_fem" / "io" / "paraview_view.py"
+)
+VIEW = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(VIEW)
 
 RELATIVE = 1e-12
 
@@ -92,22 +102,11 @@ def check_file(path, record, picture):
                     f"{where}, array {name!r}: range [{lo:.17g}, {hi:.17g}] in ParaView, "
                     f"[{w['min']:.17g}, {w['max']:.17g}] written"
                 )
-    shown = _arrays(reader)
-    if shown:
-        view = simple.CreateView("RenderView")
-        view.ViewSize = [640, 480]
-        view.OrientationAxesVisibility = 0
-        display = simple.Show(reader, view)
-        name = next(iter(shown))
-        simple.ColorBy(display, (shown[name][0], name))
-        display.RescaleTransferFunctionToDataRange(True, False)
-        display.SetScalarBarVisibility(view, True)
-        view.ResetCamera()
-        picture.parent.mkdir(parents=True, exist_ok=True)
-        simple.SaveScreenshot(str(picture), view, ImageResolution=[640, 480])
-        simple.Delete(view)
+    arrays = sorted(_arrays(reader))
     simple.Delete(reader)
-    return failures, len(times), sorted(shown)
+    if arrays:
+        VIEW.render_png(path, picture)  # the view users get from `hmm-fem paraview --png`
+    return failures, len(times), arrays
 
 
 def main(argv):

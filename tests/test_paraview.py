@@ -1,4 +1,4 @@
-"""The ParaView check itself: it passes on a faithful file and names what is wrong otherwise.
+"""ParaView opens what we write: the check behind `make check-paraview`, and `hmm-fem paraview`.
 
 `make check-paraview` (and `make docs`) run every demo, record each VTX file with ADIOS2's
 Python bindings (docs/_tools/run_demos.py) and open it in ParaView's own Python
@@ -87,3 +87,29 @@ def test_paraview_check_accepts_a_faithful_file_and_rejects_a_wrong_record(tmp_p
     assert code == 1
     assert "p1.bp step 1 (t = 0.5), array 'u': range" in out
     assert "arrays written but not shown by ParaView: ['v']" in out
+
+
+@pytest.mark.skipif(PVPYTHON is None, reason="ParaView's pvpython is not installed")
+def test_hmm_fem_paraview_renders_one_png_per_vtx_file(tmp_path, capsys):
+    from hmm_fem.cli import main
+
+    results = tmp_path / "results"
+    (results / "sub").mkdir(parents=True)
+    _write_vtx(results / "sub")
+    assert main(["paraview", str(results), "--png", str(tmp_path / "views")]) == 0
+    import matplotlib.image
+
+    for name in ("p1", "dg0"):
+        image = matplotlib.image.imread(tmp_path / "views" / "sub" / f"{name}.png")
+        assert image.shape[:2] == (480, 640)
+        # A rendered field, not an empty view: many colours (the colour map and the bar).
+        assert len(np.unique(image.reshape(-1, image.shape[-1]), axis=0)) > 50
+
+
+def test_hmm_fem_paraview_errors_name_the_folder(tmp_path, capsys):
+    from hmm_fem.cli import main
+
+    assert main(["paraview", str(tmp_path / "missing")]) == 2
+    assert f"no folder {tmp_path / 'missing'}" in capsys.readouterr().err
+    assert main(["paraview", str(tmp_path), "--png", str(tmp_path / "out")]) == 2
+    assert f"{tmp_path} holds no VTX folder (*.bp)" in capsys.readouterr().err
