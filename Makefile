@@ -1,5 +1,6 @@
 # make demo   - the flagship demo (effective conductivity of a composite cell)
-# make test   - lint, the test suite serially, then the MPI tests on 2 ranks
+# make test   - lint, the test suite serially, the MPI tests on 2 ranks, then the ParaView
+#               check and the documentation site (warnings are errors)
 # make bench  - the benchmarks
 # make docs   - the documentation site (docs/_build/html), built from the demos run at their
 #               test size, with every VTX file they write opened and checked in ParaView

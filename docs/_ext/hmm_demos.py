@@ -26,6 +26,16 @@ def _markdown_of(demo: Path) -> str:
     import jupytext
 
     notebook = jupytext.read(demo)
+    for cell in notebook.cells:
+        if cell.cell_type == "code" and cell.source.lstrip().startswith("# #"):
+            # jupytext reads a comment line that starts like an IPython shell command
+            # ("# copy ...", "# cd ...", "# time ...") as commented code, and then the
+            # whole block, heading included, as code.
+            logger.warning(
+                f"{demo.name}: the text block starting {cell.source.splitlines()[0]!r} was "
+                "read as code by jupytext; reflow it so that no line starts with a word like "
+                "copy, cd, ls, time or cat"
+            )
     notebook.metadata = {"jupytext": {"notebook_metadata_filter": "-all"}}
     return jupytext.writes(notebook, fmt="md")
 
