@@ -46,6 +46,7 @@ bench:
 	$(RUN) python3 benchmarks/kmc_patches.py
 	$(RUN) python3 benchmarks/patches.py
 	$(RUN) python3 benchmarks/sde_hmm.py
+	$(RUN) python3 benchmarks/peers.py
 
 docs:
 	$(RUN) bash -c 'set -e; $(CHECK_PARAVIEW); $(SPHINX)'

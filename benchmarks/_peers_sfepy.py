@@ -120,7 +120,7 @@ class _PeriodicCell:
         )  # fmt: skip
         self.ebcs = Conditions([EssentialBC("fix", corners, {"u.all": 0.0})])
         self.solver = Newton(
-            {"i_max": 1, "eps_a": 1e-9, "eps_r": 1e-12},
+            {"i_max": 1, "eps_a": 1e-9, "eps_r": 1e-12, "is_linear": True},
             lin_solver=ScipyDirect({"use_presolve": True}),
         )
         self.num_dofs = field.n_nod * (1 if shape == "scalar" else 2)
@@ -135,6 +135,22 @@ class _PeriodicCell:
         problem.set_bcs(ebcs=self.ebcs, epbcs=self.epbcs)
         problem.set_solver(self.solver)
         return problem
+
+    def _evaluable(self, expression):
+        """Parse ``expression`` once; :meth:`_evaluate` then only integrates (SfePy's idiom
+        for repeated evaluation: ``Problem.evaluate`` parses the expression at every call)."""
+        zero = np.zeros(self.num_dofs)
+        return self.problem.create_evaluable(
+            expression, mode="eval", copy_materials=False, u=zero, m=self.material
+        )
+
+    def _evaluate(self, evaluable, state):
+        from sfepy.discrete.evaluate import eval_equations
+
+        equations, variables = evaluable
+        variables["u"].set_data(state)
+        self.material.time_update(None, equations, mode="force", problem=self.problem)
+        return np.asarray(eval_equations(equations, variables, mode="eval"))
 
     def _solve(self, problem):
         from sfepy.base.base import output
@@ -169,6 +185,13 @@ class SfepyConductivityCell(_PeriodicCell):
         )  # fmt: skip
         self.problem = self._problem(lhs, rhs)
         self.k = dict(phases)
+        o = self.order
+        self._means = {
+            t: self._evaluable(f"ev_integrate_mat.{o}.Y{t}(m.K{t}, u)") for t in self.tags
+        }
+        self._velocities = {
+            t: self._evaluable(f"ev_diffusion_velocity.{o}.Y{t}(m.K{t}, u)") for t in self.tags
+        }
 
     def _values(self, phases, j):
         values = {}
@@ -191,15 +214,8 @@ class SfepyConductivityCell(_PeriodicCell):
             for t in self.tags:
                 # <K (e_j + grad chi_j)>: int K e_j - (-int K grad chi_j), SfePy's velocity
                 # being -K grad chi.
-                mean = self.problem.evaluate(
-                    f"ev_integrate_mat.{self.order}.Y{t}(m.K{t}, u)",
-                    u=chi, mode="eval", m=self.material,
-                )  # fmt: skip
-                velocity = self.problem.evaluate(
-                    f"ev_diffusion_velocity.{self.order}.Y{t}(m.K{t}, u)",
-                    u=chi, mode="eval", m=self.material,
-                )  # fmt: skip
-                K[:, j] += (np.asarray(mean).reshape(2, 2)[:, j] - np.ravel(velocity))
+                mean = self._evaluate(self._means[t], chi).reshape(2, 2)[:, j]
+                K[:, j] += mean - np.ravel(self._evaluate(self._velocities[t], chi))
         K /= self.volume
         return K
 
@@ -225,6 +241,13 @@ class SfepyElasticityCell(_PeriodicCell):
             for t in self.tags
         ]
         self.problem = self._problem(sum(terms[1:], terms[0]), sum(loads[1:], loads[0]))
+        o = self.order
+        self._means = {
+            t: self._evaluable(f"ev_integrate_mat.{o}.Y{t}(m.D{t}, u)") for t in self.tags
+        }
+        self._stresses = {
+            t: self._evaluable(f"ev_cauchy_stress.{o}.Y{t}(m.D{t}, u)") for t in self.tags
+        }
 
     @staticmethod
     def _values(moduli, load):
@@ -251,13 +274,6 @@ class SfepyElasticityCell(_PeriodicCell):
             state = self._solve(self.problem)
             w = state.get_state_parts()["u"]
             for t in self.tags:
-                mean = self.problem.evaluate(
-                    f"ev_integrate_mat.{self.order}.Y{t}(m.D{t}, u)", u=w, mode="eval",
-                    m=self.material,
-                )  # fmt: skip
-                stress = self.problem.evaluate(
-                    f"ev_cauchy_stress.{self.order}.Y{t}(m.D{t}, u)", u=w, mode="eval",
-                    m=self.material,
-                )  # fmt: skip
-                C[:, load] += np.asarray(mean).reshape(3, 3)[:, load] + np.ravel(stress)
+                mean = self._evaluate(self._means[t], w).reshape(3, 3)[:, load]
+                C[:, load] += mean + np.ravel(self._evaluate(self._stresses[t], w))
         return C / self.volume
