@@ -1,20 +1,31 @@
 # make demo   - the flagship demo (effective conductivity of a composite cell)
-# make test   - lint, the test suite serially, then the MPI tests on 2 ranks
+# make test   - lint, the test suite serially, the MPI tests on 2 ranks, then the ParaView
+#               check and the documentation site (warnings are errors)
 # make bench  - the benchmarks
+# make docs   - the documentation site (docs/_build/html), built from the demos run at their
+#               test size, with every VTX file they write opened and checked in ParaView
+# make check-paraview - only the demos and the ParaView check
 # Every target runs inside the FEniCSx environment through docker/run, which
 # builds that environment on first use when needed (see README.md).
 RUN := docker/run
 PYTEST := python3 -m pytest -q --color=no
 
-.PHONY: demo test test-serial test-mpi lint bench info clean
+.PHONY: demo test test-serial test-mpi lint bench docs check-paraview info clean
+
+DEMO_OUTPUTS := docs/_build/demos
+# The demos at their test size, then ParaView's own Python opens every VTX file they wrote.
+CHECK_PARAVIEW := xvfb-run -a python3 docs/_tools/run_demos.py --output $(DEMO_OUTPUTS); \
+	  xvfb-run -a pvpython docs/_tools/paraview_check.py $(DEMO_OUTPUTS)
+SPHINX := python3 -m sphinx -W --keep-going -q -b html docs docs/_build/html
 
 demo:
 	$(RUN) xvfb-run -a python3 demos/demo_cell_conductivity.py
 
 test:
-	$(RUN) bash -c 'set -e; ruff check hmm_fem tests demos benchmarks meshes; \
+	$(RUN) bash -c 'set -e; ruff check hmm_fem tests demos benchmarks meshes docs; \
 	  timeout 1800 xvfb-run -a $(PYTEST) tests; \
-	  timeout 1200 xvfb-run -a mpirun -n 2 $(PYTEST) -m mpi tests'
+	  timeout 1200 xvfb-run -a mpirun -n 2 $(PYTEST) -m mpi tests; \
+	  $(CHECK_PARAVIEW); $(SPHINX)'
 
 test-serial:
 	$(RUN) xvfb-run -a $(PYTEST) tests
@@ -23,7 +34,7 @@ test-mpi:
 	$(RUN) xvfb-run -a mpirun -n 2 $(PYTEST) -m mpi tests
 
 lint:
-	$(RUN) ruff check hmm_fem tests demos benchmarks meshes
+	$(RUN) ruff check hmm_fem tests demos benchmarks meshes docs
 
 bench:
 	$(RUN) python3 benchmarks/cell_conductivity.py
@@ -36,9 +47,17 @@ bench:
 	$(RUN) python3 benchmarks/patches.py
 	$(RUN) python3 benchmarks/sde_hmm.py
 	$(RUN) python3 benchmarks/bgk.py
+	$(RUN) python3 benchmarks/peers.py
+
+docs:
+	$(RUN) bash -c 'set -e; $(CHECK_PARAVIEW); $(SPHINX)'
+	@echo "open docs/_build/html/index.html"
+
+check-paraview:
+	$(RUN) bash -c 'set -e; $(CHECK_PARAVIEW)'
 
 info:
 	$(RUN) python3 -m hmm_fem info
 
 clean:
-	rm -rf results .pytest_cache
+	rm -rf results .pytest_cache docs/_build docs/generated

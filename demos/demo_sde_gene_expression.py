@@ -15,9 +15,9 @@
 #
 # $$ \frac{dV}{dt} = g(V, P) = \mu\, V\, \frac{c^n}{c^n + K^n}, \qquad c = P / V, $$
 #
-# slowly compared with the protein turnover ($\mu \ll \gamma$). For a frozen volume the
-# copy number is Poisson distributed with mean $\lambda = k_0 V/\gamma$, so the averaged
-# growth law is
+# slowly compared with the protein turnover ($\mu \ll \gamma$). For a frozen volume the copy
+# number is Poisson distributed with mean $\lambda = k_0 V/\gamma$, so the averaged growth
+# law is
 #
 # $$ \frac{dV}{dt} = F(V) = \sum_{p \ge 0} \frac{e^{-\lambda}\lambda^p}{p!}\, g(V, p), $$
 #

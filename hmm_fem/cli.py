@@ -8,6 +8,7 @@ Examples::
     hmm-fem cell conductivity --mesh meshes/fibre_square_f0.4.msh --matrix 1 --inclusion 10
     hmm-fem demo cell_conductivity
     hmm-fem meshes
+    hmm-fem paraview results/cell_conductivity [--png DIR]
 
 Exit codes (messages go to stderr, results to stdout):
 
@@ -236,6 +237,17 @@ def _build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run a demo script from demos/")
     demo.add_argument("name", nargs="?", help="demo name (omit to list them)")
     demo.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the demo")
+
+    view = sub.add_parser(
+        "paraview",
+        help="open a results folder in ParaView with the intended view (or render PNGs)",
+        description="Open every VTX folder (*.bp) of a results folder in ParaView, each "
+        "coloured by its first array; with --png, render one PNG per file with ParaView's "
+        "Python instead (no window). Needs ParaView with its ADIOS2 VTX reader "
+        "(`paraview` and `pvpython` on PATH; the hmm-fem environment has them).",
+    )
+    view.add_argument("folder", help="a results folder, e.g. results/cell_conductivity")
+    view.add_argument("--png", metavar="DIR", help="render PNGs into DIR instead of a window")
     return parser
 
 
@@ -510,6 +522,35 @@ def _demo(args) -> int:
     return 0
 
 
+def _paraview(args) -> int:
+    import os
+    import shutil
+    import subprocess
+
+    from hmm_fem.io import paraview_view
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise UsageError(f"paraview: no folder {folder}; give a results folder of a demo or run")
+    if not paraview_view.vtx_files(folder):
+        raise UsageError(f"paraview: {folder} holds no VTX folder (*.bp) to open")
+    program = "pvpython" if args.png else "paraview"
+    found = shutil.which(program)
+    if found is None:
+        raise UsageError(
+            f"paraview: `{program}` is not on PATH; install ParaView (5.11 or newer, with the "
+            "ADIOS2 VTX reader) or run inside the hmm-fem environment (docker/run)"
+        )
+    script = paraview_view.__file__
+    if args.png:
+        command = [found, script, str(folder), "--png", args.png]
+        env = None
+    else:
+        command = [found, f"--script={script}"]
+        env = dict(os.environ, HMM_FEM_VIEW=str(folder.resolve()))
+    return subprocess.run(command, env=env).returncode
+
+
 def _meshes(args) -> int:
     folder = _shipped("meshes")
     print(f"ready periodic cells in {folder} (described in {folder / 'README.md'}):")
@@ -557,6 +598,8 @@ def _run(parser: argparse.ArgumentParser, args) -> int:
         return _demo(args)
     if args.command == "meshes":
         return _meshes(args)
+    if args.command == "paraview":
+        return _paraview(args)
     parser.print_help()
     return 0
 

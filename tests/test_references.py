@@ -67,3 +67,42 @@ def test_hill_reduces_to_the_phase_modulus_and_is_bounded():
     assert np.isclose(references.hill_equal_shear_bulk([2.0, 2.0], 1.0, [0.4, 0.6]), 2.0)
     K = references.hill_equal_shear_bulk([1.0, 10.0], 0.7, [0.5, 0.5])
     assert 1 / (0.5 / 1.0 + 0.5 / 10.0) < K < 0.5 * (1.0 + 10.0)
+
+
+def test_square_lattice_sums_against_direct_summation():
+    # S_8, S_12 from the recurrence (which starts from the closed form of S_4) against the
+    # absolutely convergent sums over |p|, |q| <= 60 (tails below 1e-10).
+    p, q = np.meshgrid(np.arange(-60, 61), np.arange(-60, 61))
+    z = (p + 1j * q).ravel()
+    z = z[z != 0]
+    sums = references.square_lattice_sums(12)
+    assert set(sums) == {4, 8, 12}
+    for n in (8, 12):
+        assert abs(sums[n] - np.sum(z**-n).real) < 1e-10
+    assert abs(np.sum(z**-6)) < 1e-12  # only multiples of 4 survive the square symmetry
+
+
+@pytest.mark.parametrize("f", sorted(references.PERRINS_CONTRAST_10))
+def test_rayleigh_multipoles_reproduce_the_published_table(f):
+    # The table is printed to 6 decimals.
+    value = references.rayleigh_square_array(1.0, 10.0, f)
+    assert abs(value - references.PERRINS_CONTRAST_10[f]) <= 5e-7
+
+
+def test_rayleigh_multipoles_limits_and_convergence():
+    # Perfect conductors at f = 0.5: 3.080198 (Perrins et al. 1979, Table 1).
+    assert abs(references.rayleigh_square_array(1.0, 1e15, 0.5) - 3.080198) < 5e-7
+    # Converged in the number of multipoles; B_1 alone is 1 - 2f/(T + f).
+    fine = references.rayleigh_square_array(1.0, 10.0, 0.7, order=81)
+    assert references.rayleigh_square_array(1.0, 10.0, 0.7) == pytest.approx(fine, rel=1e-14)
+    T = (1 + 10.0) / (1 - 10.0)
+    assert references.rayleigh_square_array(1.0, 10.0, 0.5, order=1) == pytest.approx(
+        1 - 2 * 0.5 / (T + 0.5), rel=1e-14
+    )
+    # Dilute limit: the first correction is O(f^4) (Perrins' 0.305827 f^4 T / T^2 term).
+    f = 0.01
+    dilute = 1 - 2 * f / (T + f)
+    assert abs(references.rayleigh_square_array(1.0, 10.0, f) - dilute) < 1e-7
+    assert references.rayleigh_square_array(2.0, 2.0, 0.3) == 2.0
+    with pytest.raises(ValueError, match="pi/4"):
+        references.rayleigh_square_array(1.0, 10.0, 0.8)

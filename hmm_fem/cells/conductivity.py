@@ -4,7 +4,7 @@ For each unit macro gradient ``e_j`` the periodic corrector ``chi_j`` solves
 
     div( K (e_j + grad chi_j) ) = 0   in the cell Y,   chi_j periodic,
 
-and the effective tensor is the energy average
+and the effective tensor is the energy average::
 
     K*_ij = 1/|Y| int_Y (e_i + grad chi_i) . K (e_j + grad chi_j) dx,
 

@@ -15,7 +15,7 @@ with one of three boundary conditions (``bc``, objects of :mod:`hmm_fem.cells.co
   traction ``sigma n = Sigma n`` on the boundary (the static, uniform-traction
   estimate), and the mean and rotation constraints remove the rigid body modes.
 
-The effective stiffness is the energy average
+The effective stiffness is the energy average::
 
     C*_kl = 1/|Y| int_Y (E_k + eps(w_k)) : C (E_l + eps(w_l)) dx,
 

@@ -2,17 +2,17 @@
 
 The nonlinear micro solve of the FE² elasticity engine. The macro input is the
 displacement gradient ``H`` (``d x d``), i.e. the macro deformation gradient
-``F_macro = I + H``. The micro deformation gradient is
+``F_macro = I + H``. The micro deformation gradient is::
 
     F = F_macro + grad(w),   w periodic (dolfinx_mpc), one interior node pinned,
 
 and ``w`` minimises the cell energy ``int_Y psi(F) dx`` with the compressible
-Neo-Hookean energy of every phase,
+Neo-Hookean energy of every phase::
 
     psi(F) = mu/2 (I1 - d) - mu ln J + lambda/2 (ln J)^2,   I1 = tr(F^T F), J = det F,
 
 ``d`` the dimension; 2D cells are plane strain (``F_33 = 1``, which leaves ``psi``
-unchanged). The first Piola stress and its tangent are
+unchanged). The first Piola stress and its tangent are::
 
     P = dpsi/dF = mu (F - F^-T) + lambda ln J F^-T,
     A_iJkL = dP_iJ/dF_kL = mu d_ik d_JL + (mu - lambda ln J) F^-1_Li F^-1_Jk

@@ -35,7 +35,7 @@ the tangent into the quadrature functions. The residual and Jacobian are
 so Newton converges quadratically once the set of yielding points settles.
 
 **The macro response** (``<.> = 1/|Y| int_Y . dx``, the void contributing zero): the
-average stress ``Sigma = <sigma>`` and the consistent macro tangent
+average stress ``Sigma = <sigma>`` and the consistent macro tangent::
 
     dSigma/dE_ij |Y| = int_Y e_i . C_alg e_j dx - b_i . x_j,
 

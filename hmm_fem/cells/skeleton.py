@@ -12,7 +12,7 @@ declarations):
    side, assembled into one vector, solved and back-substituted; the loads ``b_i`` and the
    reduced solutions ``x_j`` are collected as arrays.
 3. **The energy average** (:meth:`CellProblem._energy_average`): by Galerkin
-   orthogonality of the correctors, the energy of the corrected fields is
+   orthogonality of the correctors, the energy of the corrected fields is::
 
        T_ij |Y| = int_Y e_i . C e_j dx - b_i . x_j,
 

@@ -174,7 +174,7 @@ def check_periodic(
 
 
 def box_facet_tags(mesh: dmesh.Mesh, lengths: Sequence[float], tol: float = PERIODICITY_TOLERANCE):
-    """Tag the boundary facets of a box mesh ``[0, L_0] x ... `` by face.
+    """Tag the boundary facets of a box mesh ``[0, L_0] x ...`` by face.
 
     Tags: ``1, 2`` for ``x = 0, L_0``; ``3, 4`` for ``y = 0, L_1``; ``5, 6`` for
     ``z = 0, L_2`` (see :data:`FACE_TAGS`).

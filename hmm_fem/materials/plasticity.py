@@ -213,8 +213,8 @@ class J2Plasticity:
         """The virgin state of ``n`` points: all internal variables zero.
 
         Returns:
-            ``{"plastic_strain": (n, 6), "back_stress": (n, 6),
-            "equivalent_plastic_strain": (n,)}``, float64 zeros.
+            A dict of float64 zeros: ``plastic_strain`` (n, 6), ``back_stress`` (n, 6)
+            and ``equivalent_plastic_strain`` (n,).
         """
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
             raise ValueError(f"n={n!r} must be a non-negative integer number of points")
