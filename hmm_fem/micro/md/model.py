@@ -109,7 +109,7 @@ class MDStressModel(MicroModel):
         kinematics: str = "finite",
         temperature: float = 0.0,
         timestep: float = 0.005,
-        damping: float = 1.0,
+        damping: float = 0.5,
         equilibration: int = 2000,
         blocks: int = 16,
         block_steps: int = 500,
