@@ -304,3 +304,20 @@ def test_fe2_with_md_serial_equals_two_ranks():
     serial, parallel = results[1], results[MPI.COMM_WORLD.size]
     assert abs(parallel[0] - serial[0]) < 1e-9 * abs(serial[0])
     assert parallel[1] == serial[1]
+
+
+@pytest.mark.mpi
+def test_a_state_rounded_to_minus_zero_on_one_rank_finds_the_solve_of_plus_zero():
+    """Regression (found by the MD bar on 2 ranks): with a state tolerance a shear of
+    -1e-16 rounds to -0.0 on one rank and +1e-16 to +0.0 on the other; np.unique merges
+    them but their bytes differ, and the rank holding -0.0 did not find the shared solve
+    (KeyError on one rank, the other left waiting)."""
+    comm = MPI.COMM_WORLD
+    model = MDStressModel("hex", lattice_constant=A_HEX, pair_style=f"lj/cut {RC}")
+    dispatcher = Dispatcher(model, comm, state_tolerance=1e-12)
+    H = np.zeros((1, 2, 2))
+    H[0, 0, 1] = -1e-16 if comm.rank % 2 else 1e-16
+    response = dispatcher.evaluate({"displacement_gradient": H})
+    model.close()
+    assert np.abs(response.value).max() < 1e-10
+    assert comm.allreduce(dispatcher.statistics.micro_solves, op=MPI.SUM) == 1
