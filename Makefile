@@ -35,6 +35,7 @@ bench:
 	$(RUN) python3 benchmarks/kmc_patches.py
 	$(RUN) python3 benchmarks/patches.py
 	$(RUN) python3 benchmarks/sde_hmm.py
+	$(RUN) python3 benchmarks/md_micro.py
 
 info:
 	$(RUN) python3 -m hmm_fem info
