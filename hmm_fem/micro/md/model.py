@@ -179,7 +179,11 @@ class MDStressModel(MicroModel):
             lattice, float(lattice_constant), cells, pair_style, pair_coeff, pair_modify, mass
         )
         if zero_pressure:
-            self._zero_pressure()
+            try:
+                self._zero_pressure()
+            except BaseException:
+                self.box.close()
+                raise
         self.lattice_constant = self.box.lattice_constant
         if kinematics == "finite":
             self.inputs = {"displacement_gradient": (d, d)}
