@@ -47,6 +47,7 @@ bench:
 	$(RUN) python3 benchmarks/patches.py
 	$(RUN) python3 benchmarks/sde_hmm.py
 	$(RUN) python3 benchmarks/bgk.py
+	$(RUN) python3 benchmarks/md_micro.py
 	$(RUN) python3 benchmarks/peers.py
 
 docs:

@@ -364,7 +364,10 @@ class Dispatcher:
                         [ids, np.full(n, clock.step), np.full(n, clock.iteration)]
                     ).astype(np.float64)
                 )
-            keys = np.hstack(columns)
+            # + 0.0 turns -0.0 into +0.0: np.unique merges the two but their bytes (the
+            # cache keys) differ, and a key solved from another rank's +0.0 was not found
+            # under the local -0.0 (a state rounded to 0 from below, e.g. a shear of -1e-16).
+            keys = np.hstack(columns) + 0.0
         except Exception as exc:  # noqa: BLE001 - reported collectively below
             error = (
                 exc

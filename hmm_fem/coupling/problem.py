@@ -11,6 +11,7 @@ import numpy as np
 import ufl
 from dolfinx import fem
 from dolfinx_external_operator import replace_external_operators
+from mpi4py import MPI
 from petsc4py import PETSc
 
 from ..solver_options import PrefixedOptions
@@ -306,7 +307,11 @@ class NonlinearProblem:
         x.ghostUpdate(addv=PETSc.InsertMode.INSERT, mode=PETSc.ScatterMode.FORWARD)
         with x.localForm() as local:
             signature = local.array_r.tobytes()
-        if signature == self._evaluated_at:
+        # The skip must be collective: near convergence (or at a state-tolerance floor) one
+        # rank's local iterate can stop changing while another's still moves, and a rank
+        # that skipped would leave the others waiting in the micro evaluation.
+        unchanged = signature == self._evaluated_at
+        if self.u.function_space.mesh.comm.allreduce(unchanged, op=MPI.LAND):
             return
         dolfinx.fem.petsc.assign(x, self.u)
         for coupling in self.couplings:
