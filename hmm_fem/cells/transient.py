@@ -386,8 +386,8 @@ class DiffusionBlock:
         v_{n+1} = (M_II + dt D A_II)^-1 [ M_II v_n + M_IB 1 U_n ] + g_dt U_{n+1},
 
     with ``g_dt = -(M_II + dt D A_II)^-1 (M_IB + dt D A_IB) 1`` computed once per ``dt``
-    (one LU per ``dt``). The stored heat is ``S = int c_b v dy = m_I . v + m_B U`` with
-    ``m = M 1`` (consistent mass).
+    (one LU per ``dt``; ``M_IB = 0`` with the lumped mass). The stored heat is
+    ``S = int c_b v dy = m_I . v + m_B U`` with the nodal masses ``m``.
 
     Args:
         side: Side ``L`` of the block (cell units; the block of a unit cell of block
@@ -399,8 +399,8 @@ class DiffusionBlock:
 
     Attributes:
         num_interior: Number of interior nodes (the length of the state).
-        boundary_mass: ``sum m_B``: the heat held by the boundary nodes per unit ``U``
-            (an ``O(h)`` band; the discrete block's response to a sudden change of ``U``).
+        boundary_mass: ``sum m_B``: the heat capacity of the boundary nodes (an ``O(h)``
+            band that follows ``U`` instantly; all an impermeable block takes up).
     """
 
     def __init__(
@@ -426,7 +426,13 @@ class DiffusionBlock:
         A.assemble()
         M = dolfinx.fem.petsc.assemble_matrix(fem.form(u * v * ufl.dx))
         M.assemble()
-        A_full, M_full = _scipy_matrix(A) * self.diffusivity, _scipy_matrix(M) * self.capacity
+        A_full = _scipy_matrix(A) * self.diffusivity
+        # Lumped (row-sum) mass: the block scheme is then an M-matrix scheme, so a block
+        # heated through its boundary never undershoots (a consistent mass gives negative
+        # temperatures next to a sudden boundary change), and impermeable blocks (D -> 0)
+        # keep their interior exactly: only the boundary band follows U.
+        lumped = np.asarray(_scipy_matrix(M).sum(axis=1)).ravel() * self.capacity
+        M_full = scipy.sparse.diags(lumped, format="csr")
         A.destroy()
         M.destroy()
         msh.topology.create_connectivity(1, 2)
@@ -481,7 +487,7 @@ class DiffusionBlock:
         return new, float(self._m_I @ gain + self.boundary_mass)
 
     def stored_heat(self, state: np.ndarray, boundary: float) -> float:
-        """``S = int c_b v dy`` (consistent mass) for interior values ``state``."""
+        """``S = int c_b v dy`` (lumped mass) for interior values ``state``."""
         return float(self._m_I @ state + self.boundary_mass * boundary)
 
     def eigenvalues(self, count: int = 1) -> np.ndarray:
