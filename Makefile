@@ -1,12 +1,13 @@
 # make demo   - the flagship demo (effective conductivity of a composite cell)
 # make test   - lint, the test suite serially, then the MPI tests on 2 ranks
 # make bench  - the benchmarks
+# make validate - long validation runs (transient micro models against the DNS)
 # Every target runs inside the FEniCSx environment through docker/run, which
 # builds that environment on first use when needed (see README.md).
 RUN := docker/run
 PYTEST := python3 -m pytest -q --color=no
 
-.PHONY: demo test test-serial test-mpi lint bench info clean
+.PHONY: demo test test-serial test-mpi lint bench validate info clean
 
 demo:
 	$(RUN) xvfb-run -a python3 demos/demo_cell_conductivity.py
@@ -35,6 +36,10 @@ bench:
 	$(RUN) python3 benchmarks/kmc_patches.py
 	$(RUN) python3 benchmarks/patches.py
 	$(RUN) python3 benchmarks/sde_hmm.py
+	$(RUN) python3 benchmarks/transient_micro.py
+
+validate:
+	$(RUN) python3 benchmarks/transient_validation.py --output results
 
 info:
 	$(RUN) python3 -m hmm_fem info

@@ -18,7 +18,8 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from dolfinx import mesh
+import ufl
+from dolfinx import fem, mesh
 from mpi4py import MPI
 
 from hmm_fem.cells import ConductivityModel
@@ -52,8 +53,10 @@ def probe(dim):
     return [0.25, 0.0] if dim == 1 else [0.25, 0.25]
 
 
-def run_dns(dim, eps, conductivities, dt, steps, cells_per_period=CELLS_PER_PERIOD, comm=None):
-    """The DNS; returns its final state, the probe history and the cost."""
+def run_dns(
+    dim, eps, conductivities, dt, steps, cells_per_period=CELLS_PER_PERIOD, comm=None, record=True
+):
+    """The DNS; returns its final state, the probe history (if ``record``) and the cost."""
     comm = comm or MPI.COMM_WORLD
     start = time.perf_counter()
     dns = FineScaleHeat(
@@ -71,8 +74,9 @@ def run_dns(dim, eps, conductivities, dt, steps, cells_per_period=CELLS_PER_PERI
     blocks = [0.0]
     for _ in range(steps):
         dns.step()
-        history.append(float(point_values(dns.u, [probe(dim)])[0]))
-        blocks.append(dns.phase_average(block=True))
+        if record:
+            history.append(float(point_values(dns.u, [probe(dim)])[0]))
+            blocks.append(dns.phase_average(block=True))
     return {
         "dns": dns,
         "probe": np.array(history),
@@ -95,7 +99,9 @@ def flux_model(dim, model):
     return MacroAxes(model) if dim == 1 else model
 
 
-def run_macro(kind, dim, dt, steps, n, comm=None, window=None, kernel="smooth", micro_steps=64):
+def run_macro(
+    kind, dim, dt, steps, n, comm=None, window=None, kernel="smooth", micro_steps=64, record=True
+):
     """One homogenised model: ``quasi-static``, ``hmm`` (standard scaling), ``memory``,
     ``quasi-static-dp`` (blocks in equilibrium), ``fracture-only`` (double porosity)."""
     start = time.perf_counter()
@@ -134,18 +140,36 @@ def run_macro(kind, dim, dt, steps, n, comm=None, window=None, kernel="smooth", 
         )
     else:
         raise ValueError(kind)
-    history = [0.0]
+    history, blocks = [0.0], [0.0]
     point = [probe(dim)[0]] if dim == 1 else probe(dim)
+    mean = fem.form(heat.T * ufl.dx)
     for _ in range(steps):
         heat.step()
-        history.append(float(point_values(heat.T, [point])[0]))
+        if record:
+            history.append(float(point_values(heat.T, [point])[0]))
+            blocks.append(block_mean(kind, heat, mean))
     return {
         "heat": heat,
         "T": heat.T,
         "probe": np.array(history),
+        "blocks": np.array(blocks),
         "seconds": time.perf_counter() - start,
         "micro_solves": heat.statistics.total(msh.comm).micro_solves,
     }
+
+
+def block_mean(kind, heat, mean_form):
+    """Mean block temperature over the domain (unit area): the memory model's blocks, U
+    itself when the blocks are in equilibrium, nothing when they are impermeable."""
+    comm = heat.mesh.comm
+    if kind == "memory":
+        heat_per_cell = heat.block_heat()  # equal cell areas on the structured macro meshes
+        total = comm.allreduce(float(heat_per_cell.sum()), MPI.SUM)
+        count = comm.allreduce(heat_per_cell.size, MPI.SUM)
+        return total / count / BLOCK**2
+    if kind == "fracture-only":
+        return 0.0
+    return comm.allreduce(fem.assemble_scalar(mean_form), MPI.SUM)
 
 
 def error(dns_run, macro_run, fractures_only=False):

@@ -126,9 +126,11 @@ def double_porosity_tables(dims, epsilons, n_macro, output):
                 f"{e['quasi-static-dp']:.2e} | {e['fracture-only']:.2e} |"
             )
             curves[(dim, eps)] = dns["probe"]
+            curves[(dim, eps, "blocks")] = dns["blocks"]
             dns["dns"].destroy()
         for k, m in models.items():
             curves[(dim, k)] = m["probe"]
+            curves[(dim, k, "blocks")] = m["blocks"]
         say(
             f"|   {dim}D macro s | | | {models['memory']['seconds']:.2f} | "
             f"{models['quasi-static-dp']['seconds']:.2f} | "
@@ -141,31 +143,46 @@ def double_porosity_tables(dims, epsilons, n_macro, output):
         import matplotlib.pyplot as plt
 
         times = DT * np.arange(STEPS + 1)
-        fig, axes = plt.subplots(1, len(dims), figsize=(6 * len(dims), 4.2), squeeze=False)
-        for ax, dim in zip(axes[0], dims):
-            for eps in epsilons:
-                ax.plot(
-                    times,
-                    curves[(dim, eps)],
-                    "k",
-                    lw=1 + 2 * eps * 8 / 8,
-                    alpha=0.4 + 0.2 * np.log2(8 * eps + 1),
-                    label=f"DNS eps = 1/{round(1 / eps)}",
+        fig, axes = plt.subplots(2, len(dims), figsize=(6 * len(dims), 8), squeeze=False)
+        styles = {
+            "memory": ("C0", "-", "memory model"),
+            "quasi-static-dp": ("C3", "--", "quasi-static (blocks in equilibrium)"),
+            "fracture-only": ("C2", ":", "fracture only"),
+        }
+        for column, dim in enumerate(dims):
+            for row, (suffix, what) in enumerate(
+                (
+                    ((), "temperature at the probe (fracture)"),
+                    (("blocks",), "mean block temperature"),
                 )
-            styles = {
-                "memory": ("C0", "-", "memory model"),
-                "quasi-static-dp": ("C3", "--", "quasi-static (blocks in equilibrium)"),
-                "fracture-only": ("C2", ":", "fracture only"),
-            }
-            for k, (colour, style, label) in styles.items():
-                ax.plot(times, curves[(dim, k)], color=colour, ls=style, lw=2, label=label)
-            ax.set_xlabel("time")
-            ax.set_ylabel("temperature at the probe (fracture)")
-            ax.set_title(
-                f"double porosity, {dim}D (probe {'x = 0.25' if dim == 1 else '(0.25, 0.25)'})"
-            )
-            ax.legend(fontsize=8)
-            ax.grid(alpha=0.3)
+            ):
+                ax = axes[row, column]
+                for k, (colour, style, label) in styles.items():
+                    ax.plot(
+                        times,
+                        curves[(dim, k, *suffix)],
+                        color=colour,
+                        ls=style,
+                        lw=3,
+                        alpha=0.8,
+                        label=label,
+                    )
+                for eps, marker in zip(epsilons, "o^s"):
+                    ax.plot(
+                        times,
+                        curves[(dim, eps, *suffix)],
+                        "k",
+                        ls="none",
+                        marker=marker,
+                        ms=3,
+                        label=f"DNS eps = 1/{round(1 / eps)}",
+                    )
+                ax.set_xlabel("time")
+                ax.set_ylabel(what)
+                where = "x = 0.25" if dim == 1 else "(0.25, 0.25)"
+                ax.set_title(f"double porosity, {dim}D" + (f" (probe {where})" if row == 0 else ""))
+                ax.legend(fontsize=8)
+                ax.grid(alpha=0.3)
         fig.tight_layout()
         path = os.path.join(output, "transient_validation.png")
         fig.savefig(path, dpi=110)

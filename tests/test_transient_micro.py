@@ -68,18 +68,20 @@ def _modal_window(cell, window, kernel):
     """K_tau from the generalised eigenpairs of the cell (A phi = lambda M phi) and exact
     time integrals of K(t)|Y| = int K - sum_k (phi_k.b_i)(phi_k.b_j)(1 - e^(-lambda_k t))/lambda_k.
     """
-    keep = np.setdiff1d(np.arange(cell.num_dofs), cell._slaves)
-    A = cell._A[keep][:, keep].toarray()
-    M = cell._M[keep][:, keep].toarray()
+    system = cell.system_matrices()
+    keep = system["free"]
+    A = system["A"][keep][:, keep].toarray()
+    M = system["M"][keep][:, keep].toarray()
     lam, phi = scipy.linalg.eigh(A, M)
     lam, phi = lam[1:], phi[:, 1:]  # the constant mode is not loaded
-    proj = phi.T @ cell._loads[keep]
+    proj = phi.T @ system["loads"][keep]
     k = KERNELS[kernel]
     decay = np.array(
         [scipy.integrate.quad(lambda s, a=a: k(s) * np.exp(-a * window * s), 0, 1)[0] for a in lam]
     )
     weights = (1.0 - decay) / lam
-    return (cell._arithmetic - np.einsum("ki,k,kj->ij", proj, weights, proj)) / cell.cell.volume
+    integral = system["integral"]
+    return (integral - np.einsum("ki,k,kj->ij", proj, weights, proj)) / cell.cell.volume
 
 
 @pytest.mark.parametrize("kernel", ["uniform", "smooth"])

@@ -57,6 +57,7 @@ __all__ = [
     "DiffusionBlock",
     "TransientConductivityCell",
     "block_cell",
+    "check_block",
     "in_block",
     "window_kernel",
 ]
@@ -80,7 +81,15 @@ def in_block(x: np.ndarray, period: float, block_side: float) -> np.ndarray:
     return np.all(np.abs(y - 0.5) < 0.5 * block_side, axis=0)
 
 
-def _check_block(cells_per_side: int, block_side: float, where: str) -> tuple[int, float]:
+def check_block(cells_per_side: int, block_side: float, where: str) -> tuple[int, float]:
+    """Validate a block geometry: ``m >= 2`` cells per side, ``0 < b < 1``, edges on mesh lines.
+
+    Returns:
+        ``(cells_per_side, block_side)`` as ``(int, float)``.
+
+    Raises:
+        ValueError: naming ``where``, if the block edges ``(1 - b)/2`` miss the mesh lines.
+    """
     m = int(cells_per_side)
     b = float(block_side)
     if m < 2 or not 0.0 < b < 1.0:
@@ -115,7 +124,7 @@ def block_cell(cells_per_side: int = 8, block_side: float = 0.5) -> UnitCell:
     Raises:
         ValueError: if the block edges do not fall on mesh lines.
     """
-    m, b = _check_block(cells_per_side, block_side, "block_cell")
+    m, b = check_block(cells_per_side, block_side, "block_cell")
     msh = dmesh.create_unit_square(MPI.COMM_SELF, m, m, dmesh.CellType.triangle)
     tdim = msh.topology.dim
     num_cells = msh.topology.index_map(tdim).size_local
@@ -289,6 +298,23 @@ class TransientConductivityCell:
         """Number of degrees of freedom of the fluctuation (before the constraint)."""
         return self._A.shape[0]
 
+    def system_matrices(self) -> dict:
+        """The assembled semi-discrete system, for checks (e.g. a modal expansion).
+
+        Returns:
+            ``A`` (stiffness) and ``M`` (capacity) as SciPy CSR matrices on the constrained
+            space (zero rows and columns at the periodic slaves), ``loads`` (``n x d``, the
+            load of every unit gradient), ``free`` (the indices of the master dofs) and
+            ``integral`` (``int_Y K dy``): ``M dw/dt + A w = loads``.
+        """
+        return {
+            "A": self._A,
+            "M": self._M,
+            "loads": self._loads,
+            "free": np.setdiff1d(np.arange(self.num_dofs), self._slaves),
+            "integral": self._arithmetic,
+        }
+
     def arithmetic_mean(self) -> np.ndarray:
         """``<K>``, the flux tensor at ``t = 0`` (the Voigt bound)."""
         return self._arithmetic / self.cell.volume
@@ -401,6 +427,7 @@ class DiffusionBlock:
         num_interior: Number of interior nodes (the length of the state).
         boundary_mass: ``sum m_B``: the heat capacity of the boundary nodes (an ``O(h)``
             band that follows ``U`` instantly; all an impermeable block takes up).
+        coordinates: Coordinates of the interior nodes, ``(num_interior, 2)``.
     """
 
     def __init__(

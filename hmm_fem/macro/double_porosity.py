@@ -103,6 +103,11 @@ class DoublePorosityHeat(TransientHeat):
         self.exchange_coupling = coupling_of(self.exchange)
         return storage + self.exchange * v * ufl.dx
 
+    @property
+    def statistics(self):
+        """Micro statistics of both couplings, fracture flux and blocks (this rank, whole run)."""
+        return self.problem.statistics()
+
     def block_heat(self):
         """Cell averages of the heat stored in the blocks at the last evaluation.
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Sequence
+from time import perf_counter
 
 import dolfinx.fem.petsc
 import dolfinx.geometry
@@ -26,7 +27,7 @@ from dolfinx import mesh as dmesh
 from mpi4py import MPI
 from petsc4py import PETSc
 
-from ..cells.transient import _check_block, in_block
+from ..cells.transient import check_block, in_block
 from ..solver_options import PrefixedOptions
 
 __all__ = ["FineScaleHeat", "point_values", "relative_l2_difference"]
@@ -87,10 +88,8 @@ class FineScaleHeat:
         initial_temperature: float = 0.0,
         petsc_options: dict | None = None,
     ):
-        import time as _time
-
-        start = _time.perf_counter()
-        m, b = _check_block(cells_per_period, block_side, "FineScaleHeat")
+        start = perf_counter()
+        m, b = check_block(cells_per_period, block_side, "FineScaleHeat")
         counts = []
         for L in lengths:
             periods = float(L) / float(period)
@@ -151,7 +150,7 @@ class FineScaleHeat:
         self.ksp.setFromOptions()
         self.ksp.setUp()
         self.num_dofs = V.dofmap.index_map.size_global
-        self.seconds = _time.perf_counter() - start
+        self.seconds = perf_counter() - start
 
     def _set_boundary_values(self, time: float) -> None:
         for constant, value in self._dirichlet:
@@ -159,9 +158,7 @@ class FineScaleHeat:
 
     def step(self) -> None:
         """Advance one backward-Euler step (one assembly of the load, one back-substitution)."""
-        import time as _time
-
-        start = _time.perf_counter()
+        start = perf_counter()
         self.time += self.dt
         self._set_boundary_values(self.time)
         self.u_old.x.array[:] = self.u.x.array
@@ -176,7 +173,7 @@ class FineScaleHeat:
         if reason <= 0:
             raise RuntimeError(f"FineScaleHeat: the linear solve failed (KSP reason {reason})")
         self.u.x.scatter_forward()
-        self.seconds += _time.perf_counter() - start
+        self.seconds += perf_counter() - start
 
     def phase_indicator(self, block: bool) -> fem.Function:
         """The DG0 indicator of the blocks (``block=True``) or of the matrix (fractures)."""
