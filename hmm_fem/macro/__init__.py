@@ -1,7 +1,9 @@
 """Ready-made macro problems written in UFL with micro-model constitutive laws."""
 
+from .double_porosity import DoublePorosityHeat
 from .elasticity import DEFAULT_MAX_CUTS, LoadStep, StaticElasticity, SteppedSolveReport
 from .elastodynamics import LinearElastodynamics
+from .fine_scale import FineScaleHeat
 from .heat import SteadyDarcy, SteadyHeat, TransientHeat
 from .reaction_diffusion import PatchReactionDiffusion
 from .surface_reaction import SurfaceReactionDiffusion
@@ -9,6 +11,8 @@ from .surface_reaction import SurfaceReactionDiffusion
 __all__ = [
     "SteadyHeat",
     "TransientHeat",
+    "DoublePorosityHeat",
+    "FineScaleHeat",
     "SteadyDarcy",
     "StaticElasticity",
     "SteppedSolveReport",
