@@ -119,6 +119,24 @@ def test_smoother_kernels_and_longer_windows_reduce_the_window_error(cell4):
     assert rates["smooth"] > 4.0
 
 
+def test_window_of_one_macro_step_reads_the_time_step_from_the_context(cell4):
+    """window='step': tau = dt / eps^2 from the solve context; one simulation per dt."""
+    model = TransientConductivityModel(cell4, SLOW_INCLUSIONS, window="step", period=0.25)
+    assert model.time_dependent
+    msh = mesh.create_interval(MPI.COMM_WORLD, 4, [0.0, 1.0])
+    heat = TransientHeat(msh, MacroAxes(model), dt=0.01, dirichlet=[(left, 1.0)])
+    heat.step()
+    heat.step()
+    heat.dt.value = 0.02
+    heat.step()
+    assert heat.statistics.total(msh.comm).micro_solves == 3  # one per (time, dt) key
+    assert model.cell_problem.factorisations == 2  # one per micro step size
+    expected = model.cell_problem.windowed_tensor(0.02 / 0.25**2, "smooth", 64)
+    assert np.allclose(heat.coupling.last_response.solutions["K"][0], expected, atol=1e-14)
+    with pytest.raises(ValueError, match="period"):
+        TransientConductivityModel(cell4, SLOW_INCLUSIONS, window="step")
+
+
 def test_transient_model_bad_input_is_refused(cell4):
     with pytest.raises(ValueError, match="positive cell time"):
         TransientConductivityModel(cell4, SLOW_INCLUSIONS, window=-1.0)

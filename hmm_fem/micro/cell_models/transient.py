@@ -54,14 +54,19 @@ class TransientConductivityModel(MicroModel):
         conductivities: Phase conductivities (constants), by phase name or tag.
         capacities: Phase heat capacities (constants), or one number.
         window: Window length ``tau`` (cell time); default
-            ``DEFAULT_WINDOW_RELAXATION_TIMES`` (8) relaxation times of the cell.
+            ``DEFAULT_WINDOW_RELAXATION_TIMES`` (8) relaxation times of the cell; or
+            ``"step"``: the macro time step seen from the cell, ``tau = dt / period^2``
+            (read from the solve context: the model becomes time-dependent, keyed by the
+            macro time and step, so it is simulated once per macro step, every point
+            sharing it; the cell is factorised once per distinct ``dt``). Needs ``period``.
         kernel: ``"smooth"`` (default), ``"linear"``, ``"uniform"`` or a callable ``k(s)``.
         micro_steps: Backward-Euler steps over the window.
         degree: Lagrange degree of the cell fluctuation.
+        period: The physical period ``eps`` (only with ``window="step"``).
 
     Attributes:
         cell_problem: The :class:`TransientConductivityCell` (built once).
-        window: The window length used.
+        window: The window length used (cell time), or ``"step"``.
     """
 
     def __init__(
@@ -70,10 +75,11 @@ class TransientConductivityModel(MicroModel):
         conductivities: Mapping,
         capacities: Mapping | float = 1.0,
         *,
-        window: float | None = None,
+        window: float | str | None = None,
         kernel: str | Callable = "smooth",
         micro_steps: int = 64,
         degree: int = 1,
+        period: float | None = None,
     ):
         for key, value in dict(conductivities).items():
             if callable(value) or hasattr(value, "depends_on_temperature"):
@@ -90,6 +96,17 @@ class TransientConductivityModel(MicroModel):
         self.micro_steps = int(micro_steps)
         if self.micro_steps < 1:
             raise ValueError(f"micro_steps must be >= 1, got {micro_steps}")
+        self.period = None
+        if isinstance(window, str):
+            if window != "step" or period is None or not (np.isfinite(period) and period > 0):
+                raise ValueError(
+                    f"window={window!r}: give window='step' with the physical period "
+                    f"(period={period!r} must be positive), or a window in cell time"
+                )
+            self.window = "step"
+            self.period = float(period)
+            self.time_dependent = True
+            return
         if window is None:
             window = DEFAULT_WINDOW_RELAXATION_TIMES * self.cell_problem.relaxation_time()
         if not (np.isfinite(window) and window > 0):
@@ -102,8 +119,16 @@ class TransientConductivityModel(MicroModel):
         return np.empty((n, 0))
 
     def solve(self, state: np.ndarray, context: SolveContext) -> dict[str, np.ndarray]:
-        """The windowed flux tensor ``K_tau``."""
-        return {"K": self.cell_problem.windowed_tensor(self.window, self.kernel, self.micro_steps)}
+        """The windowed flux tensor ``K_tau`` (``tau`` the macro step with ``window="step"``)."""
+        window = self.window
+        if window == "step":
+            if not context.dt > 0:
+                raise ValueError(
+                    "TransientConductivityModel(window='step') needs a macro time step dt > 0 "
+                    f"in the solve context, got {context.dt}; use it in a transient macro problem"
+                )
+            window = context.dt / self.period**2
+        return {"K": self.cell_problem.windowed_tensor(window, self.kernel, self.micro_steps)}
 
     def respond(self, solutions, inputs, parameters) -> MicroResponse:
         """``q = -K_tau grad_T``, ``dq/dgrad_T = -K_tau``, ``dq/dT = 0``."""
