@@ -100,13 +100,24 @@ def flux_model(dim, model):
 
 
 def run_macro(
-    kind, dim, dt, steps, n, comm=None, window=None, kernel="smooth", micro_steps=64, record=True
+    kind,
+    dim,
+    dt,
+    steps,
+    n,
+    comm=None,
+    window=None,
+    kernel="smooth",
+    micro_steps=64,
+    record=True,
+    diffusivity=D_BLOCK,
+    cells_per_period=CELLS_PER_PERIOD,
 ):
     """One homogenised model: ``quasi-static``, ``hmm`` (standard scaling), ``memory``,
     ``quasi-static-dp`` (blocks in equilibrium), ``fracture-only`` (double porosity)."""
     start = time.perf_counter()
     msh = macro_mesh(dim, n, comm)
-    cell = block_cell(CELLS_PER_PERIOD, BLOCK)
+    cell = block_cell(cells_per_period, BLOCK)
     bcs = boundary(dim)
     if kind == "quasi-static":
         heat = TransientHeat(
@@ -119,7 +130,7 @@ def run_macro(
         heat = TransientHeat(msh, flux_model(dim, model), dt=dt, dirichlet=bcs)
     elif kind == "memory":
         blocks = BlockExchangeModel(
-            BLOCK, D_BLOCK, 1.0, cells_per_side=int(CELLS_PER_PERIOD * BLOCK)
+            BLOCK, diffusivity, 1.0, cells_per_side=int(cells_per_period * BLOCK)
         )
         heat = DoublePorosityHeat(
             msh,

@@ -189,6 +189,33 @@ def double_porosity_tables(dims, epsilons, n_macro, output):
         say(f"\nwrote {path}")
 
 
+def limits_table(epsilon, n_macro):
+    say(
+        f"\n## Limits against the DNS (1D, eps = 1/{round(1 / epsilon)}): relative L2 error in "
+        "the fractures"
+    )
+    say(
+        "| D (block conductivity eps^2 D) | cells per period | block time 1/lambda_1 "
+        "| memory model | quasi-static | fracture-only |"
+    )
+    say("|---|---|---|---|---|---|")
+    for D, m in ((5.0, 8), (D_BLOCK, 8), (1e-6, 8), (1e-6, 16)):
+        laws = {
+            k: run_macro(k, 1, DT, STEPS, n_macro, cells_per_period=m)
+            for k in ("quasi-static-dp", "fracture-only")
+        }
+        dns = run_dns(1, epsilon, (1.0, epsilon**2 * D), DT, STEPS, cells_per_period=m)
+        memory = run_macro("memory", 1, DT, STEPS, n_macro, diffusivity=D, cells_per_period=m)
+        block = memory["heat"].block_model.block
+        e = [error(dns, r, fractures_only=True) for r in (memory, *laws.values())]
+        say(
+            f"| {D:g} | {m} | {block.relaxation_time():.3g} | "
+            + " | ".join(f"{v:.2e}" for v in e)
+            + " |"
+        )
+        dns["dns"].destroy()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="1D only, eps = 1/8 and 1/16")
@@ -203,6 +230,7 @@ def main():
     hmm_tables(dims, epsilons, n_macro)
     window_table(epsilons[-1], n_macro[1])
     double_porosity_tables(dims, epsilons, n_macro, args.output)
+    limits_table(epsilons[-1], n_macro[1])
     say(f"\ntotal {time.perf_counter() - start:.1f} s")
 
 
