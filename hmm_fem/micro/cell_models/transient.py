@@ -45,9 +45,13 @@ class TransientConductivityModel(MicroModel):
 
     The window is in cell time units (a unit cell; on a physical period ``eps`` one unit
     is ``eps^2`` of physical time). The initial transient decays like
-    ``exp(-t / relaxation_time)``; a window of a few relaxation times with the smooth
-    kernel makes the error against ``K*`` small (``"smooth"``: ``O((tau/t_r)^-3)``,
-    ``"linear"``: ``O(^-2)``, ``"uniform"``: ``O(^-1)``).
+    ``exp(-t / t_r)`` (``t_r`` the relaxation time); it enters the average as
+    ``(tau/t_r)^-1`` with the uniform kernel, ``^-2`` with the linear one and ``^-3`` with
+    the smooth one. Measured on the block cell (contrast 10): ``|K_tau - K*|/K*`` is
+    4.2e-2 / 2.3e-2 / 3.2e-2 (uniform / linear / smooth) at ``tau = t_r``, 6.9e-3 /
+    6.8e-4 / 8.1e-4 at ``8 t_r`` and 4.1e-3 / 2.1e-4 / 1.7e-4 at ``16 t_r``: the kernels
+    that vanish at the start win by an order of magnitude from a few relaxation times on,
+    the smooth one only beyond about ``8 t_r``.
 
     Args:
         cell: The unit cell.
