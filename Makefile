@@ -5,12 +5,13 @@
 # make docs   - the documentation site (docs/_build/html), built from the demos run at their
 #               test size, with every VTX file they write opened and checked in ParaView
 # make check-paraview - only the demos and the ParaView check
+# make validate - long validation runs (transient micro models against the DNS)
 # Every target runs inside the FEniCSx environment through docker/run, which
 # builds that environment on first use when needed (see README.md).
 RUN := docker/run
 PYTEST := python3 -m pytest -q --color=no
 
-.PHONY: demo test test-serial test-mpi lint bench docs check-paraview info clean
+.PHONY: demo test test-serial test-mpi lint bench docs check-paraview validate info clean
 
 DEMO_OUTPUTS := docs/_build/demos
 # The demos at their test size, then ParaView's own Python opens every VTX file they wrote.
@@ -48,6 +49,7 @@ bench:
 	$(RUN) python3 benchmarks/sde_hmm.py
 	$(RUN) python3 benchmarks/bgk.py
 	$(RUN) python3 benchmarks/md_micro.py
+	$(RUN) python3 benchmarks/transient_micro.py
 	$(RUN) python3 benchmarks/peers.py
 
 docs:
@@ -56,6 +58,9 @@ docs:
 
 check-paraview:
 	$(RUN) bash -c 'set -e; $(CHECK_PARAVIEW)'
+
+validate:
+	$(RUN) python3 benchmarks/transient_validation.py --output results
 
 info:
 	$(RUN) python3 -m hmm_fem info

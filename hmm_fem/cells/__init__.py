@@ -12,7 +12,10 @@ consistent tangent (Newton on PETSc SNES, :mod:`~hmm_fem.cells.newton`),
 micro quadrature points, consistent tangent; elastic phases and voids too),
 :class:`PermeabilityCell` the permeability of the pore space
 (periodic Stokes, Taylor-Hood) and :class:`AxialFlowCell` the axial permeability of a
-fibre bed.
+fibre bed. Time-dependent (:mod:`~hmm_fem.cells.transient`):
+:class:`TransientConductivityCell`, the periodic cell relaxing under a macro gradient
+(the parabolic HMM), and :class:`DiffusionBlock`, a double-porosity block soaking up its
+boundary value.
 
 The cell geometries (:func:`square`, :func:`load`, ...) live in :mod:`hmm_fem.geometry`,
 the phase laws in :mod:`hmm_fem.materials`, and the micro models that put the cells to
@@ -42,6 +45,7 @@ from .hyperelastic import HyperelasticCell
 from .plastic import PlasticCell
 from .solver import DEFAULT_SOLVER_OPTIONS, CellSolveError
 from .stokes import AxialFlowCell, PermeabilityCell
+from .transient import DiffusionBlock, TransientConductivityCell, block_cell
 
 _MICRO_MODELS = (
     "ConductivityModel",
@@ -74,6 +78,9 @@ __all__ = [
     "load",
     "check_periodic",
     "ConductivityCell",
+    "TransientConductivityCell",
+    "DiffusionBlock",
+    "block_cell",
     "ElasticityCell",
     "HyperelasticCell",
     "PlasticCell",

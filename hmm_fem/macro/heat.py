@@ -36,7 +36,8 @@ class SteadyHeat:
         model: Micro model with inputs ``T`` and ``grad_T``.
         source: Volumetric heat source ``s`` (number or UFL expression).
         dirichlet: List of ``(marker, value)``: ``marker(x) -> bool array`` locating
-            boundary points, ``value`` a number or a ``fem.Function`` on the space.
+            boundary points, ``value`` a number, a ``fem.Constant`` (a value to change
+            between time steps) or a ``fem.Function`` on the space.
         boundary_flux: Inward heat flux ``g`` on the rest of the boundary (UFL or number).
         parameters: Microstructure fields, e.g. ``{"volume_fraction": f}`` (UFL).
         degree: Lagrange degree of T.
@@ -96,6 +97,8 @@ class SteadyHeat:
             dofs = fem.locate_dofs_topological(self.V, fdim, facets)
             if isinstance(value, fem.Function):
                 bcs.append(fem.dirichletbc(value, dofs))
+            elif isinstance(value, fem.Constant):  # a value changed between time steps
+                bcs.append(fem.dirichletbc(value, dofs, self.V))
             else:
                 bcs.append(fem.dirichletbc(np.float64(value), dofs, self.V))
         return bcs

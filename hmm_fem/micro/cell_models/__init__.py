@@ -10,8 +10,12 @@ from .conductivity import ConductivityModel
 from .elasticity import ElasticityModel, HyperelasticModel
 from .permeability import PermeabilityModel
 from .plasticity import PlasticityModel
+from .transient import BlockExchangeModel, MacroAxes, TransientConductivityModel
 
 __all__ = [
+    "BlockExchangeModel",
+    "MacroAxes",
+    "TransientConductivityModel",
     "ConductivityModel",
     "ElasticityModel",
     "HyperelasticModel",
