@@ -211,7 +211,7 @@ class TransientConductivityCell:
 
     Solves, for every unit gradient ``G = e_j`` at once (one factorisation per time step),
     ``c dw_j/dt = div(K (e_j + grad w_j))`` with ``w_j`` periodic and ``w_j(0) = 0``, by
-    backward Euler, and returns the cell-average flux tensor
+    backward Euler, and returns the cell-average flux tensor::
 
         K(t)_ij = 1/|Y| ( int_Y K_ij dy - b_i . w_j(t) ),
 

@@ -2,7 +2,7 @@
 
 A simple (one atom per primitive cell) lattice deformed homogeneously by ``F`` has, at zero
 temperature and without relaxation (none is needed: every atom sits at a centre of
-inversion), the energy per reference volume
+inversion), the energy per reference volume::
 
     W(F) = 1 / (2 Omega_0) * sum_R phi(|F R|),
 
