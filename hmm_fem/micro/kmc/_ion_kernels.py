@@ -82,7 +82,10 @@ def run(occ, ion_at, disp, nbr, cls, pos, lst, cnt, rates, rng, time, until, max
         ion_at: (B, M) int32 label of the ion on a site (-1: vacancy).
         disp: (B, N, 2) int64 unwrapped displacements of the ions, in lattice spacings.
         nbr: (M, 4) neighbour sites in the four directions.
-        cls, pos, lst, cnt: class structure (see the module docstring).
+        cls: (B, M, 4) class of each site and direction (-1: none).
+        pos: (B, M, 4) position of each membership in its class list.
+        lst: (B, C, M) the class lists of sites.
+        cnt: (B, C) the class sizes.
         rates: (C,) rate of a hop of each class (the same for every lattice).
         rng: (B, 4) xoshiro256+ states.
         time: (B,) clocks, advanced.

@@ -195,7 +195,9 @@ class IonHopping:
         """
         bias, interaction = float(bias), float(interaction)
         if not (math.isfinite(bias) and math.isfinite(interaction)):
-            raise ValueError(f"IonHopping: bias and interaction must be finite: {bias}, {interaction}")
+            raise ValueError(
+                f"IonHopping: bias and interaction must be finite, got {bias}, {interaction}"
+            )
         self.bias, self.interaction = bias, interaction
         d, n = np.divmod(np.arange(_k.CLASSES), 4)
         field = np.where(d == 0, bias, np.where(d == 1, -bias, 0.0))
@@ -288,7 +290,9 @@ def measure_transport(
         ValueError: On a non-positive duration or fewer than 2 blocks or replicas.
     """
     if not (duration > 0 and math.isfinite(duration)) or int(blocks) < 2:
-        raise ValueError(f"measure_transport: need duration > 0 and blocks >= 2, got {duration}, {blocks}")
+        raise ValueError(
+            f"measure_transport: need duration > 0 and blocks >= 2, got {duration}, {blocks}"
+        )
     if sim.replicas < 2:
         raise ValueError("measure_transport: need at least 2 replicas for standard errors")
     if burn_in > 0:
@@ -354,7 +358,9 @@ class HoppingMaterial:
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"HoppingMaterial: {name} must be positive, got {value!r}")
         if not math.isfinite(self.interaction):
-            raise ValueError(f"HoppingMaterial: interaction must be finite, got {self.interaction!r}")
+            raise ValueError(
+                f"HoppingMaterial: interaction must be finite, got {self.interaction!r}"
+            )
         if not 0.0 < self.ion_fraction < 1.0:
             raise ValueError(
                 f"HoppingMaterial: ion_fraction must be in (0, 1), got {self.ion_fraction!r}"
