@@ -103,6 +103,15 @@ class TemperatureGrid(MicroModel):
             self.node_solves += 1
         return self._nodes[k]
 
+    def nodes(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The nodes solved by this process: ``(T, value, standard error)``, sorted in ``T``."""
+        keys = sorted(self._nodes)
+        return (
+            np.array(keys, dtype=np.float64) * self.resolution,
+            np.array([self._nodes[k]["value"] for k in keys], dtype=np.float64),
+            np.array([self._nodes[k]["error"] for k in keys], dtype=np.float64),
+        )
+
     def micro_state(self, inputs, parameters):
         """The interval index ``floor(T / resolution)``, ``(n, 1)``."""
         T = np.asarray(inputs["T"], dtype=np.float64).reshape(-1, 1)
