@@ -331,6 +331,20 @@ class ElectroThermal:
         self.time += dt
         return report
 
+    def destroy(self) -> None:
+        """Free the PETSc objects of the solver now (collective).
+
+        Call it on every rank at the same point when a problem is done with: left to the
+        garbage collector, the destruction (collective in PETSc) happens at a different
+        moment on each rank and can deadlock against another collective call (seen: one
+        rank in DOLFINx's ``NonlinearProblem.__del__`` while the other compiled a form).
+        """
+        inner = self.problem.problem
+        for obj in (inner.solver, inner.A, inner.b, inner.x, inner.P_mat):
+            if obj is not None:
+                obj.destroy()  # a second destroy (DOLFINx's __del__) is a no-op
+        self.problem.destroy()
+
     # -- results -----------------------------------------------------------------------------
     @property
     def phi(self) -> fem.Function:
