@@ -67,6 +67,7 @@ parser = argparse.ArgumentParser(description="solid-state battery: KMC conductiv
 parser.add_argument("--quick", action="store_true", help="small sizes (used by the tests)")
 parser.add_argument("--output", default="results/battery_runaway", help="output folder")
 parser.add_argument("--no-png", action="store_true", help="skip the picture")
+parser.add_argument("--seed", type=int, default=7, help="seed of the KMC streams")
 args = parser.parse_args()
 comm = MPI.COMM_WORLD
 say = print if comm.rank == 0 else (lambda *a, **k: None)
@@ -91,7 +92,7 @@ RESOLUTION = 1.0  # K, the temperature grid of the micro solves
 start = time.perf_counter()
 T_fit = np.array([290.0, 330.0, 370.0, 410.0, 450.0])
 separate = np.array(
-    [ion_conductivity(material, T, seed=(99, k), **kmc) for k, T in enumerate(T_fit)]
+    [ion_conductivity(material, T, seed=(args.seed, 99, k), **kmc) for k, T in enumerate(T_fit)]
 )
 A, Ea, cov = arrhenius_fit(T_fit, separate[:, 0], separate[:, 1])
 say(f"separate KMC runs: sigma(T) = {A:.4g}/T exp(-{Ea:.4f} eV / kT) "
@@ -154,7 +155,7 @@ def run(problem, label):
     return np.array(times), np.array(peaks)
 
 
-model = IonConductivityModel(material, seed=7, **kmc)
+model = IonConductivityModel(material, seed=args.seed, **kmc)
 results = {}
 for voltage in (V_LOW, V_HIGH):
     say(f"V = {voltage} V")
