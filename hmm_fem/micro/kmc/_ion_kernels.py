@@ -25,21 +25,19 @@ CLASSES = 16
 
 
 @njit(cache=True, error_model="numpy")
-def _class_of(b, s, d, occ, nbr):
-    """The class of site ``s`` hopping in direction ``d`` (-1: no ion, or no vacancy there)."""
-    if occ[b, s] == 0 or occ[b, nbr[s, d]] != 0:
-        return -1
-    n = 0
-    for e in range(4):
-        n += occ[b, nbr[s, e]]
-    return 4 * d + n
-
-
-@njit(cache=True, error_model="numpy")
 def _refresh(b, s, occ, nbr, cls, pos, lst, cnt):
-    """Bring the four memberships of site ``s`` up to date."""
+    """Bring the four memberships of site ``s`` up to date.
+
+    Site ``s`` hopping in direction ``d`` belongs to class ``4 d + n`` (``n`` its occupied
+    neighbours) if it holds an ion and the neighbour in ``d`` is vacant, else to none (-1).
+    """
+    n = -1  # no ion: no membership
+    if occ[b, s] != 0:
+        n = occ[b, nbr[s, 0]] + occ[b, nbr[s, 1]] + occ[b, nbr[s, 2]] + occ[b, nbr[s, 3]]
     for d in range(4):
-        new = _class_of(b, s, d, occ, nbr)
+        new = -1
+        if n >= 0 and occ[b, nbr[s, d]] == 0:
+            new = 4 * d + n
         old = cls[b, s, d]
         if new == old:
             continue
