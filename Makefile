@@ -45,6 +45,7 @@ bench:
 	$(RUN) python3 benchmarks/equation_free.py
 	$(RUN) python3 benchmarks/kmc.py
 	$(RUN) python3 benchmarks/kmc_patches.py
+	$(RUN) python3 benchmarks/battery.py
 	$(RUN) python3 benchmarks/patches.py
 	$(RUN) python3 benchmarks/sde_hmm.py
 	$(RUN) python3 benchmarks/bgk.py

@@ -15,6 +15,9 @@
   measure local reaction rates and hop fluxes for a macro coverage problem
   (:class:`~hmm_fem.macro.SurfaceReactionDiffusion`), their mean-field stand-in, and the
   full-lattice strip reference (:func:`strip_fronts`).
+* :mod:`~hmm_fem.micro.kmc.ion_hopping`: vacancy-mediated ion hopping under a bias (its own
+  compiled kernel), the ionic conductivity from drift, collective and tracer displacements,
+  and :class:`IonConductivityModel`, the micro model ``sigma(T)`` of a solid electrolyte.
 
 The package needs numba (Debian's ``python3-numba``); it is imported on first use.
 """
@@ -42,6 +45,12 @@ __all__ = [
     "front_position",
     "strip_fronts",
     "with_hopping",
+    "IonHopping",
+    "HoppingMaterial",
+    "IonConductivityModel",
+    "ion_conductivity",
+    "measure_transport",
+    "arrhenius_fit",
 ]
 
 _LAZY = {
@@ -62,6 +71,11 @@ _LAZY = {
     "front_position": "patches",
     "strip_fronts": "patches",
     "with_hopping": "patches",
+    **dict.fromkeys(
+        ["IonHopping", "HoppingMaterial", "IonConductivityModel", "ion_conductivity",
+         "measure_transport", "arrhenius_fit"],
+        "ion_hopping",
+    ),
 }
 
 
