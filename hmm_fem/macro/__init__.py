@@ -4,6 +4,7 @@ from .channel import BGK_VISCOUS_SLIP, ChannelFlow
 from .double_porosity import DoublePorosityHeat
 from .elasticity import DEFAULT_MAX_CUTS, LoadStep, StaticElasticity, SteppedSolveReport
 from .elastodynamics import LinearElastodynamics
+from .electrothermal import ElectroThermal, TemperatureGrid
 from .fine_scale import FineScaleHeat
 from .heat import SteadyDarcy, SteadyHeat, TransientHeat
 from .reaction_diffusion import PatchReactionDiffusion
@@ -22,6 +23,8 @@ __all__ = [
     "LoadStep",
     "DEFAULT_MAX_CUTS",
     "LinearElastodynamics",
+    "ElectroThermal",
+    "TemperatureGrid",
     "PatchReactionDiffusion",
     "SurfaceReactionDiffusion",
 ]
