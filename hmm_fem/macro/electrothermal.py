@@ -1,21 +1,21 @@
 """Electro-thermal macro problem: Joule heating with a temperature-dependent conductivity.
 
-Unknowns the potential ``phi`` and the temperature ``T`` on one mesh (a mixed space):
+Unknowns the potential ``phi`` and the temperature ``T`` on one mesh (a mixed space)::
 
     div(sigma(T) grad phi) = 0,
     rho_c dT/dt = div(k grad T) + sigma(T) |grad phi|^2,
 
 with the potential given on the electrodes, the temperature given on part of the boundary
 and a heat transfer ``-k dT/dn = h (T - T_ambient)`` on the rest (``h`` may vary along
-it). Weak form for tests ``(psi, v)``:
+it). Weak form for tests ``(psi, v)``::
 
     int sigma grad phi . grad psi dx + int rho_c (T - T_old)/dt v dx + int k grad T . grad v dx
         - int sigma |grad phi|^2 v dx + int h (T - T_ambient) v ds = 0.
 
 ``sigma(T)`` comes from a micro model (inputs ``T``, output shape ``()``, e.g.
 :class:`hmm_fem.micro.kmc.IonConductivityModel`) evaluated at every quadrature point with
-the temperature as its state, through the dispatcher (``state_tolerance`` shares nearby
-temperatures), or from a closed-form law given as a function of the UFL temperature (the
+the temperature as its state, through the dispatcher (:class:`TemperatureGrid` shares
+nearby temperatures), or from a closed-form law given as a function of the UFL temperature (the
 reference the demos check the micro-coupled run against). Newton on the coupled system
 uses the micro model's tangent ``d sigma / dT``.
 """
