@@ -213,3 +213,12 @@ def test_bad_input(square):
     with pytest.raises(ValueError, match="periodic"):
         ReducedBasis.train(kinematic, elasticity_ranges())
     kinematic.destroy()
+
+
+def test_evaluate_many_rejects_bad_values(square):
+    _, rb = square
+    params = np.array([[[1.0], [2.0]], [[1.0], [-3.0]]])
+    with pytest.raises(ValueError, match="sample 1, phase 'inclusion'.*positive"):
+        rb.evaluate_many(params)
+    with pytest.raises(ValueError, match="shape"):
+        rb.evaluate_many(np.ones((3, 2)))

@@ -14,10 +14,10 @@ micro quadrature points, consistent tangent; elastic phases and voids too),
 (periodic Stokes, Taylor-Hood) and :class:`AxialFlowCell` the axial permeability of a
 fibre bed. :class:`ReducedBasis` (:mod:`~hmm_fem.cells.reduced_basis`) is a certified
 reduced basis of the conductivity and elasticity cells with isotropic phases: K* or C* in
-well under a millisecond, with a rigorous bound on its error. Time-dependent (:mod:`~hmm_fem.cells.transient`):
-:class:`TransientConductivityCell`, the periodic cell relaxing under a macro gradient
-(the parabolic HMM), and :class:`DiffusionBlock`, a double-porosity block soaking up its
-boundary value.
+well under a millisecond, with a rigorous bound on its error. Time-dependent
+(:mod:`~hmm_fem.cells.transient`): :class:`TransientConductivityCell`, the periodic cell
+relaxing under a macro gradient (the parabolic HMM), and :class:`DiffusionBlock`, a
+double-porosity block soaking up its boundary value.
 
 The cell geometries (:func:`square`, :func:`load`, ...) live in :mod:`hmm_fem.geometry`,
 the phase laws in :mod:`hmm_fem.materials`, and the micro models that put the cells to

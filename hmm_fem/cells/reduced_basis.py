@@ -427,11 +427,15 @@ class ReducedBasis:
                 f"({', '.join(self._kind.names)} per phase, phases in the order "
                 f"{list(self.phases)})"
             )
-        for s, row in enumerate(params):
-            for p, name in enumerate(self.phases):
-                self._kind.parse(
-                    row[p] if shape[1] > 1 else row[p, 0], f"sample {s}, phase '{name}'"
-                )
+        good = np.isfinite(params).all(axis=2) & (params[:, :, 0] > 0)
+        if shape[1] > 1:
+            good &= (params[:, :, 1] > -1.0) & (params[:, :, 1] < 0.5)
+        if not np.all(good):
+            # The scalar check names the first bad value and what is wrong with it.
+            s, p = np.argwhere(~good)[0]
+            name = list(self.phases)[p]
+            value = params[s, p] if shape[1] > 1 else params[s, p, 0]
+            self._kind.parse(value, f"{self.kind} of sample {s}, phase '{name}'")
         inside = self.inside(params)
         if not np.all(inside):
             self._outside(params[~inside][0], count=int(np.sum(~inside)))
