@@ -31,15 +31,19 @@ def square():
 
 
 def check_certified(T_rb, T_full, result, what):
-    """0 <= T_N - T <= B: the true error is positive semidefinite and below the bound."""
+    """0 <= T_N - T <= B: the true error is positive semidefinite and below the bound.
+
+    Up to the round-off of the full solve: its energy formula cancels down from the
+    arithmetic mean <C> (contrast 1000: K* = 3.4 from <k> = 400), about 1e-14 max|<C>|.
+    """
     E = T_rb - T_full
-    scale = np.abs(T_full).max()
-    assert np.linalg.eigvalsh(E)[0] >= -1e-12 * scale, what
+    rounding = 1e-13 * np.abs(result.arithmetic_mean).max()
+    assert np.linalg.eigvalsh(E)[0] >= -rounding, what
     # Loewner order: B - E positive semidefinite; then the norm and the entries.
-    assert np.linalg.eigvalsh(result.bound - E)[0] >= -1e-12 * scale, what
+    assert np.linalg.eigvalsh(result.bound - E)[0] >= -rounding, what
     err = np.linalg.norm(E, 2)
-    assert err <= result.error_bound * (1 + 1e-9) + 1e-13 * scale, what
-    assert np.all(np.abs(E) <= result.entry_bounds + 1e-13 * scale), what
+    assert err <= result.error_bound + rounding, what
+    assert np.all(np.abs(E) <= result.entry_bounds + rounding), what
     return err
 
 
@@ -53,7 +57,7 @@ def test_conductivity_within_bound_on_random_contrasts(square):
         result = rb.evaluate(values)
         err = check_certified(result.tensor, problem.effective_tensor(values), result, values)
         relative_bounds.append(result.relative_error_bound)
-        if err > 10 * result.rounding_bound:
+        if err > 10 * max(result.rounding_bound, 1e-13 * np.abs(result.arithmetic_mean).max()):
             eff = result.error_bound / err
             assert 1.0 - 1e-9 <= eff <= result.effectivity_bound * (1 + 1e-6)
             effectivities.append(eff)
@@ -124,7 +128,7 @@ def test_elasticity_within_bound_and_limits():
         result = rb.evaluate(values)
         err = check_certified(result.tensor, problem.effective_tensor(values), result, values)
         assert result.relative_error_bound <= 1e-6
-        if err > 10 * result.rounding_bound:
+        if err > 10 * max(result.rounding_bound, 1e-13 * np.abs(result.arithmetic_mean).max()):
             effectivities.append(result.error_bound / err)
     assert effectivities and min(effectivities) >= 1.0 - 1e-9 and np.median(effectivities) <= 20
     # Contrast 1: the phase stiffness itself (plane strain).

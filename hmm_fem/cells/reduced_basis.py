@@ -122,6 +122,10 @@ class ReducedEvaluation:
         entry_bounds: ``sqrt(B_ii B_jj)``, bounds on ``|T_N - T|_ij``.
         reference: The index of the reference inner product used.
         effectivity_bound: ``beta / alpha``, the largest possible effectivity.
+        arithmetic_mean: ``<C> = sum_p |Y_p| C_p / |Y|``, the Voigt (Wiener) upper bound of
+            the tensor. The energy formula ``<C> - b_i . x_j / |Y|`` cancels down from it, so
+            full solves carry a round-off of about ``1e-14 max|<C>|`` (not covered by the
+            bound, which is on the exact finite element tensor).
         rounding_bound: The part of ``error_bound`` that is the floating-point safeguard
             (the floor of the bound near convergence; effectivities are only meaningful for
             errors well above it).
@@ -135,6 +139,7 @@ class ReducedEvaluation:
     entry_bounds: np.ndarray
     reference: int
     effectivity_bound: float
+    arithmetic_mean: np.ndarray
     rounding_bound: float
     inside: bool
 
@@ -401,6 +406,7 @@ class ReducedBasis:
             entry_bounds=out["entry_bounds"][0],
             reference=int(out["reference"][0]),
             effectivity_bound=float(out["effectivity_bound"][0]),
+            arithmetic_mean=out["arithmetic_mean"][0],
             rounding_bound=float(out["rounding_bound"][0]),
             inside=inside,
         )
@@ -505,6 +511,7 @@ class ReducedBasis:
             "entry_bounds": diag[:, :, None] * diag[:, None, :],
             "reference": ref,
             "effectivity_bound": np.exp(distance[np.arange(S), ref]),
+            "arithmetic_mean": avg / self.volume,
             "rounding_bound": safeguard / (alpha * self.volume),
         }
 
