@@ -283,7 +283,9 @@ class ReducedBasis:
         fingerprint: What identifies the cell (kind, degree, dofs, phases, mesh hash).
         size: ``N``, the number of basis functions.
         references: The reference coefficients ``thetabar`` (``(M, Q)``).
-        lower, upper: The training box, ``(P, n)`` (per phase: ``k``, or ``E`` and ``nu``).
+        lower: The lower corner of the training box, ``(P, n)`` (per phase: ``k``, or ``E``
+            and ``nu``).
+        upper: The upper corner of the training box.
         history: Per greedy step ``(size, largest relative bound on the training set)``.
         converged: Whether the greedy reached the tolerance.
         outside_count: Evaluations outside the training range so far.
