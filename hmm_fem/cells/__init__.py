@@ -12,10 +12,12 @@ consistent tangent (Newton on PETSc SNES, :mod:`~hmm_fem.cells.newton`),
 micro quadrature points, consistent tangent; elastic phases and voids too),
 :class:`PermeabilityCell` the permeability of the pore space
 (periodic Stokes, Taylor-Hood) and :class:`AxialFlowCell` the axial permeability of a
-fibre bed. Time-dependent (:mod:`~hmm_fem.cells.transient`):
-:class:`TransientConductivityCell`, the periodic cell relaxing under a macro gradient
-(the parabolic HMM), and :class:`DiffusionBlock`, a double-porosity block soaking up its
-boundary value.
+fibre bed. :class:`ReducedBasis` (:mod:`~hmm_fem.cells.reduced_basis`) is a certified
+reduced basis of the conductivity and elasticity cells with isotropic phases: K* or C* in
+well under a millisecond, with a rigorous bound on its error. Time-dependent
+(:mod:`~hmm_fem.cells.transient`): :class:`TransientConductivityCell`, the periodic cell
+relaxing under a macro gradient (the parabolic HMM), and :class:`DiffusionBlock`, a
+double-porosity block soaking up its boundary value.
 
 The cell geometries (:func:`square`, :func:`load`, ...) live in :mod:`hmm_fem.geometry`,
 the phase laws in :mod:`hmm_fem.materials`, and the micro models that put the cells to
@@ -43,6 +45,7 @@ from .conductivity import ConductivityCell
 from .elasticity import ElasticityCell
 from .hyperelastic import HyperelasticCell
 from .plastic import PlasticCell
+from .reduced_basis import OutsideTrainingRangeWarning, ReducedBasis, ReducedEvaluation
 from .solver import DEFAULT_SOLVER_OPTIONS, CellSolveError
 from .stokes import AxialFlowCell, PermeabilityCell
 from .transient import DiffusionBlock, TransientConductivityCell, block_cell
@@ -86,6 +89,9 @@ __all__ = [
     "PlasticCell",
     "PermeabilityCell",
     "AxialFlowCell",
+    "ReducedBasis",
+    "ReducedEvaluation",
+    "OutsideTrainingRangeWarning",
     "Periodic",
     "Kinematic",
     "Traction",
