@@ -671,15 +671,25 @@ class Dispatcher:
         candidates = np.array([np.frombuffer(kb, dtype=np.float64) for kb in self._cache])
         # A fixed order (sorted rows), so that ties are broken alike on every rank.
         candidates = np.unique(candidates, axis=0)
-        # What must match besides the state: the committed history, the time and the step;
-        # a stochastic key's point id need not (other points' samples are neighbours).
+        # What must match besides the state: the time and the step; a stochastic key's
+        # point id need not (other points' samples are neighbours). The committed history
+        # is not matched but joins the coordinates (every plastic point has its own).
         match = np.ones(candidates.shape[1], dtype=bool)
         match[:width] = False
         if self.model.stochastic:
             match[-3] = False
+        if self.history is not None:
+            match[width : width + 2] = False
         failed_keys = np.array([np.frombuffer(kb, dtype=np.float64) for kb, _, _ in failures])
-        coordinates = self._grid_states(candidates[:, :width], candidates[:, :width])
-        queries = self._grid_states(failed_keys[:, :width], failed_keys[:, :width])
+        coordinates = self._coordinates(candidates, width)
+        queries = self._coordinates(failed_keys, width)
+        scale = None
+        if self.history is not None:
+            # Histories in units of their range; the state as the policy says.
+            span = np.ptp(coordinates, axis=0)
+            scale = np.where(span > 0, span, 1.0)
+            if self.failure_policy.state_scale is not None:
+                scale[:width] = self.failure_policy.state_scale
         out: dict[bytes, tuple[dict, np.ndarray | None]] = {}
         groups: dict[bytes, list[int]] = {}
         for j, key in enumerate(failed_keys):
@@ -702,7 +712,7 @@ class Dispatcher:
                 entries.append(entry)
             values, layout = flatten_results(entries)
             interpolated, _ = interpolate_responses(
-                coordinates[rows], values, queries[members], self.failure_policy
+                coordinates[rows], values, queries[members], self.failure_policy, scale
             )
             for j, row in zip(members, interpolated):
                 entry = unflatten_result(row, layout)
@@ -716,6 +726,17 @@ class Dispatcher:
                     code = self.history.add(history, "an interpolated history")
                 out[failures[j][0]] = (entry, code)
         return out
+
+    def _coordinates(self, keys: np.ndarray, width: int) -> np.ndarray:
+        """Where keys lie for a substitution: the grid states, then the committed histories."""
+        coordinates = self._grid_states(keys[:, :width], keys[:, :width])
+        if self.history is None:
+            return coordinates
+        histories = [self.history.arrays(key[width : width + 2]) for key in keys]
+        flat = np.array(
+            [np.concatenate([np.ravel(h[name]) for name in sorted(h)]) for h in histories]
+        ).reshape(len(keys), -1)
+        return np.hstack([coordinates, flat])
 
     def _context(self, key: np.ndarray, width: int, point: int) -> SolveContext:
         """The :class:`SolveContext` of one global key."""

@@ -11,8 +11,9 @@ policy's per-solve ``timeout``. :class:`FailurePolicy` says what follows, in thi
    every attempt unless the model reads ``context.attempt``).
 2. **Substitute** (``substitute=True``): the response of a state still failing is
    interpolated from the nearest *solved* states in state space (a k-d tree,
-   :class:`scipy.spatial.cKDTree`, over every state in the dispatcher's cache that shares
-   the failed key's history, time and step), by a least-squares linear fit on ``neighbours``
+   :class:`scipy.spatial.cKDTree`, over every state in the dispatcher's cache with the
+   failed key's time and step; for a model with memory the committed history is part of the
+   coordinates, in units of its range), by a least-squares linear fit on ``neighbours``
    states (exact for a response linear in the state) or by inverse-distance weighting. Every
    solution entry is interpolated, the updated history of a model with memory included. A
    substituted state is not cached (the next evaluation tries it again) and its points are
@@ -302,6 +303,7 @@ def interpolate_responses(
     values: np.ndarray,
     queries: np.ndarray,
     policy: FailurePolicy,
+    scale: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Values at ``queries`` interpolated from solved ``points``, as the policy says.
 
@@ -311,6 +313,8 @@ def interpolate_responses(
         values: ``(m, p)`` their flattened results.
         queries: ``(q, d)`` failed states.
         policy: Number of neighbours, method, scale and largest distance.
+        scale: ``(d,)`` scales of the coordinates, overriding the policy's ``state_scale``
+            (e.g. when the coordinates hold more than the state).
 
     Returns:
         ``(q, p)`` interpolated values and ``(q,)`` distances to the nearest solved state
@@ -329,7 +333,9 @@ def interpolate_responses(
         raise MicroFailureError(
             "no solved micro state with the same history and time to substitute from"
         )
-    if policy.state_scale is not None:
+    if scale is not None:
+        scale = np.asarray(scale, dtype=np.float64)
+    elif policy.state_scale is not None:
         scale = np.broadcast_to(np.asarray(policy.state_scale, dtype=np.float64), (d,))
     else:
         scale = np.ptp(points, axis=0) if m > 1 else np.zeros(d)
