@@ -309,25 +309,37 @@ def test_substitution_is_the_same_on_one_and_two_ranks():
     comm = MPI.COMM_WORLD
     inputs, parameters = grid(6)
     faults = {(0.2, 0.4): "raise", (0.8, 0.0): "nan", (0.4, 0.4): "raise-unless-lu"}
+    faults[(0.6, 1.0)] = "sleep"  # hangs: interrupted at the timeout, on whichever rank
     policy = FailurePolicy(
-        retries=1, remedies=("lu",), substitute=True, interpolation="idw", neighbours=4
+        retries=1,
+        remedies=("lu",),
+        substitute=True,
+        interpolation="idw",
+        neighbours=4,
+        timeout=0.3,
+        interrupt=True,
     )
+    start = time.perf_counter()
     serial = evaluate(
-        Dispatcher(Flaky(faults), MPI.COMM_SELF, failure_policy=policy), inputs, parameters
+        Dispatcher(Flaky(faults, nap=60), MPI.COMM_SELF, failure_policy=policy),
+        inputs,
+        parameters,
     )
     mine_inputs, mine_parameters = rank_share(inputs, parameters, comm)
-    dispatcher = Dispatcher(Flaky(faults), comm, failure_policy=policy)
+    dispatcher = Dispatcher(Flaky(faults, nap=60), comm, failure_policy=policy)
     parallel = evaluate(dispatcher, mine_inputs, mine_parameters)
+    assert time.perf_counter() - start < 10.0  # two hung attempts each, cut at 0.3 s
     mine = slice(comm.rank, None, comm.size)
     assert np.array_equal(parallel.value, serial.value[mine])  # bitwise: same neighbours, order
     model = Flaky(faults)
     flags = np.array(
-        [model.fault(s) in ("raise", "nan") for s in model.micro_state(inputs, parameters)]
+        [model.fault(s) in ("raise", "nan", "sleep") for s in model.micro_state(inputs, parameters)]
     )
-    assert flags.sum() == 2
+    assert flags.sum() == 3
     assert np.array_equal(dispatcher.last_substituted, flags[mine])
     total = dispatcher.statistics.total(comm)
-    assert (total.substitutions, total.substituted_points, total.retries) == (2, 2, 3)
+    assert (total.substitutions, total.substituted_points, total.retries) == (3, 3, 4)
+    assert total.timeouts == 2
     assert isinstance(total, MicroStatistics)
 
 
@@ -400,8 +412,16 @@ def test_macro_solve_continues_with_substituted_points_and_says_so(tmp_path_fact
     assert np.array_equal(cells, inside.reshape(cells.size, -1).any(axis=1).astype(float))
     directory = tmp_path_factory.mktemp("substituted") if comm.rank == 0 else None
     directory = comm.bcast(directory, root=0)
-    path = write_vtx(directory / "substituted.bp", [dg0_function(heat.mesh, cells, "substituted")])
+    path = write_vtx(directory / "cells.bp", [dg0_function(heat.mesh, cells, "substituted")])
     assert path.exists()
+    # The macro writer marks the cells in ParaView's output (read back as ADIOS2 sees it).
+    micro = heat.write(directory / "heat")["micro"]
+    if comm.rank == 0:
+        import adios2
+
+        with adios2.FileReader(str(micro)) as reader:
+            values = np.asarray(reader.read("substituted"), dtype=float)
+        assert set(np.unique(values)) == {0.0, 1.0}
     assert coupling_of(heat.flux) is coupling
 
 
