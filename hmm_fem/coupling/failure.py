@@ -270,7 +270,7 @@ def solve_with_retries(
         interrupt = False
     for k in range(1 + policy.retries):
         remedy = remedies[min(k, len(remedies)) - 1] if k > 0 and remedies else None
-        ctx = dataclasses.replace(context, attempt=k, remedy=remedy)
+        ctx = context if k == 0 else dataclasses.replace(context, attempt=k, remedy=remedy)
         label = f"attempt {k + 1}" + (f" [{remedy}]" if remedy else "")
         outcome.attempts += 1
         start = time.perf_counter()
