@@ -264,6 +264,11 @@ def test_substitution_interpolates_in_state_and_committed_history():
     assert np.allclose(second.value, 2 * s, atol=1e-12)
     assert np.allclose(dispatcher.history.values("h"), 2 * s, atol=1e-12)
     assert np.flatnonzero(dispatcher.last_substituted).tolist() == [6]
+    dispatcher.commit()  # prunes the histories of step 1, still the committed ones of keys
+    model.bad = (0.9,)  # in the cache: they must not be used (nor break the search)
+    third = evaluate(dispatcher, {"x": s}, {"s": s})
+    assert np.allclose(third.value, 3 * s, atol=1e-12)
+    assert np.flatnonzero(dispatcher.last_substituted).tolist() == [9]
 
 
 # -- abort past the failure fraction, collectively --------------------------------------------

@@ -671,6 +671,10 @@ class Dispatcher:
         candidates = np.array([np.frombuffer(kb, dtype=np.float64) for kb in self._cache])
         # A fixed order (sorted rows), so that ties are broken alike on every rank.
         candidates = np.unique(candidates, axis=0)
+        if self.history is not None:
+            # Keys of earlier steps whose committed history was pruned cannot be placed.
+            held = [self.history.is_referenced(k[width : width + 2].tobytes()) for k in candidates]
+            candidates = candidates[np.asarray(held, dtype=bool)]
         # What must match besides the state: the time and the step; a stochastic key's
         # point id need not (other points' samples are neighbours). The committed history
         # is not matched but joins the coordinates (every plastic point has its own).
