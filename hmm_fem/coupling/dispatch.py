@@ -212,7 +212,7 @@ class Dispatcher:
             and iteration, so it never recurs.
         progress: Show a tqdm bar over micro solves: ``None`` = only on a terminal.
         failure_policy: What a failed solve leads to (retries, substitution, abort past a
-            failure fraction, timeout); default :class:`FailurePolicy()`: abort at the
+            failure fraction, timeout); default ``FailurePolicy()``: abort at the
             first failure.
 
     Attributes:

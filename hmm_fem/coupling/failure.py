@@ -235,7 +235,9 @@ class _Alarm:
 
     def __exit__(self, *exc):
         signal.setitimer(signal.ITIMER_REAL, 0.0)
-        signal.signal(signal.SIGALRM, self._previous)
+        # None: the previous handler was not set from Python; the default is what it was.
+        previous = signal.SIG_DFL if self._previous is None else self._previous
+        signal.signal(signal.SIGALRM, previous)
         return False
 
 

@@ -31,6 +31,13 @@ quasi-static, deterministic cell:
   iteration), so a run gives the same numbers on any number of ranks. A response may carry
   a standard error (:attr:`MicroResponse.standard_error`).
 
+A fourth, **remedies** (:attr:`MicroModel.remedies`), serves the dispatcher's failure
+policy (:class:`hmm_fem.coupling.FailurePolicy`): a model names what it can do
+differently when a solve fails (load sub-stepping, a more robust solver, a cold start),
+and a retry asks for one through ``context.remedy`` (``context.attempt`` counts the
+attempts). A solve that cannot succeed raises, or returns a non-finite value: both are
+failures, and the policy retries, substitutes or aborts.
+
 An MD box, a kinetic cell or a KMC patch implements the same three methods.
 """
 
