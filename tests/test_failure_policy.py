@@ -45,6 +45,7 @@ class Flaky(MicroModel):
         self.faults = dict(faults or {})
         self.nap = nap
         self.calls = []  # (state, attempt, remedy) of every solve
+        self.timeouts_seen = set()
 
     def micro_state(self, inputs, parameters):
         return np.column_stack([parameters["a"], parameters["b"]])
@@ -57,6 +58,7 @@ class Flaky(MicroModel):
 
     def solve(self, state, context):
         self.calls.append((tuple(state), context.attempt, context.remedy))
+        self.timeouts_seen.add(context.timeout)
         mode = self.fault(state)
         if mode is not None and "-unless-" in mode:
             mode, cure = mode.split("-unless-")
@@ -158,6 +160,7 @@ def test_a_solve_past_the_timeout_is_a_failure_and_a_remedy_can_cure_it():
     assert np.allclose(response.value, law(parameters["a"], parameters["b"]) * inputs["x"])
     s = dispatcher.statistics
     assert (s.failures, s.timeouts, s.retries) == (1, 1, 1)
+    assert model.timeouts_seen == {0.1}  # the engine is told, in case it can stop itself
     with pytest.raises(MicroFailureError, match=r"took 0.2\d* s, over the timeout of 0.1 s"):
         Dispatcher(
             Flaky({(1.0, 1.0): "sleep"}, nap=0.25),

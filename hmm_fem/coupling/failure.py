@@ -25,7 +25,9 @@ policy's per-solve ``timeout``. :class:`FailurePolicy` says what follows, in thi
    summed over ranks) whose state failed exceeds ``max_failure_fraction``, or when there is
    no solved state to interpolate from (or none within ``max_distance``).
 
-Timeouts. A Python-level model cannot be stopped from outside without its cooperation, so
+Timeouts. The timeout reaches the solve as ``context.timeout``, for engines that can stop
+themselves (LAMMPS's ``timer timeout``, a clock check in a Python loop). Otherwise a
+Python-level model cannot be stopped from outside without its cooperation, so
 the timeout is honest about what it does: the wall time of every attempt is measured, and
 an attempt that returns after ``timeout`` seconds is a failure (its result is dropped), so
 a slow solve is retried with the next remedy or substituted. With ``interrupt=True`` (main
@@ -270,6 +272,8 @@ def solve_with_retries(
             stacklevel=3,
         )
         interrupt = False
+    if policy.timeout is not None:
+        context = dataclasses.replace(context, timeout=policy.timeout)
     for k in range(1 + policy.retries):
         remedy = remedies[min(k, len(remedies)) - 1] if k > 0 and remedies else None
         ctx = context if k == 0 else dataclasses.replace(context, attempt=k, remedy=remedy)

@@ -82,6 +82,10 @@ class SolveContext:
             a failure (see :class:`hmm_fem.coupling.FailurePolicy`).
         remedy: The remedy a retry asks for: one of the model's :attr:`MicroModel.remedies`
             (``None`` on the first attempt, or when the model offers none).
+        timeout: Wall-clock seconds this attempt may take (the failure policy's timeout;
+            ``None``: no limit). An engine that can stop itself should honour it (LAMMPS:
+            ``timer timeout``; a Python loop: check the clock); the dispatcher drops a
+            result that comes later.
     """
 
     time: float = 0.0
@@ -93,6 +97,7 @@ class SolveContext:
     seed: tuple[int, ...] = (0,)
     attempt: int = 0
     remedy: str | None = None
+    timeout: float | None = None
 
     def seed_sequence(self) -> np.random.SeedSequence:
         """A fresh :class:`numpy.random.SeedSequence` of this solve's stream."""
