@@ -346,12 +346,15 @@ def interpolate_responses(
     else:
         scale = np.ptp(points, axis=0) if m > 1 else np.zeros(d)
         scale = np.where(scale > 0, scale, 1.0)
-    k = policy.neighbours or max(2, 2 * (d + 1))
-    k = min(k, m)
+    k = min(policy.neighbours or max(2, 2 * (d + 1)), m)
     tree = cKDTree(points / scale)
-    distance, index = tree.query(queries / scale, k=k)
-    distance = distance.reshape(len(queries), k)
-    index = index.reshape(len(queries), k)
+    # More than k candidates, thinned below: Newton iterates converging at one point give
+    # states equal but for round-off, and a fit on such near-duplicates has no slope to
+    # speak of (it extrapolated k = 1 + T by 0.04 in a first version).
+    pool = min(m, max(8 * k, 32))
+    distance, index = tree.query(queries / scale, k=pool)
+    distance = distance.reshape(len(queries), pool)
+    index = index.reshape(len(queries), pool)
     nearest = distance[:, 0]
     if policy.max_distance is not None and np.any(nearest > policy.max_distance):
         i = int(np.argmax(nearest))
@@ -359,22 +362,45 @@ def interpolate_responses(
             f"the nearest solved state is {nearest[i]:.3g} (scaled units) from a failed state, "
             f"farther than the policy's max_distance = {policy.max_distance:g}"
         )
+    scaled = points / scale
     result = np.empty((len(queries), values.shape[1]))
     for j in range(len(queries)):  # failed states only: few, and k is small
-        X = points[index[j]]
-        Y = values[index[j]]
+        chosen = _spread_neighbours(scaled[index[j]], distance[j], k)
+        X = points[index[j][chosen]]
+        Y = values[index[j][chosen]]
+        dist = distance[j][chosen]
         if policy.interpolation == "idw":
-            w = 1.0 / np.maximum(distance[j], 1e-300) ** 2
+            w = 1.0 / np.maximum(dist, 1e-300) ** 2
             result[j] = w @ Y / w.sum()
             continue
         # Affine least squares about the neighbours' mean: the intercept column is then
         # orthogonal to the others, so the minimum-norm solution (neighbours in a lower-
         # dimensional set) keeps the mean and sets no slope across directions with no data.
+        # Directions in which the neighbours spread less than 1e-8 of the distance to the
+        # query carry no slope either (rcond relative to that distance, not to the spread).
         centre = X.mean(axis=0)
         A = (X - centre) / scale
-        slope, *_ = np.linalg.lstsq(A, Y - Y.mean(axis=0), rcond=1e-10)
+        U, sigma, Vt = np.linalg.svd(A, full_matrices=False)
+        keep = sigma > 1e-8 * max(float(dist.max()), 1e-300)
+        slope = Vt[keep].T @ ((U[:, keep].T @ (Y - Y.mean(axis=0))) / sigma[keep, None])
         result[j] = Y.mean(axis=0) + ((queries[j] - centre) / scale) @ slope
     return result, nearest
+
+
+def _spread_neighbours(candidates: np.ndarray, distance: np.ndarray, k: int) -> np.ndarray:
+    """Up to ``k`` well-spread candidates: indices into ``candidates`` (sorted by distance).
+
+    A candidate closer to one already chosen than 1e-3 of its own distance to the query is
+    skipped as a near-duplicate.
+    """
+    chosen = [0]
+    for i in range(1, len(candidates)):
+        if len(chosen) == k:
+            break
+        gaps = np.linalg.norm(candidates[chosen] - candidates[i], axis=1)
+        if gaps.min() > 1e-3 * distance[i]:
+            chosen.append(i)
+    return np.asarray(chosen)
 
 
 def flatten_results(results: Sequence[Mapping[str, np.ndarray]]) -> tuple[np.ndarray, list]:
