@@ -197,10 +197,16 @@ def test_substitution_is_exact_for_a_linear_law_and_flags_the_points():
     s = dispatcher.statistics
     assert (s.substitutions, s.substituted_points, s.micro_solves) == (3, 3, 22)
     assert len(dispatcher.failure_log) == 3 and "substituted" in dispatcher.failure_log[0]
-    # A substitute is not cached: the next evaluation tries the failed states again.
-    evaluate(dispatcher, inputs, parameters)
-    assert sum(c[0] == (0.5, 0.25) for c in model.calls) == 2
-    assert dispatcher.statistics.substitutions == 6
+    # A substitute is not cached: the next evaluation tries the failed states again; the
+    # warning comes once per macro step (the statistics and the log count every one).
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dispatcher.evaluate(inputs, parameters)
+        dispatcher.set_time(1.0)
+        dispatcher.evaluate(inputs, parameters)
+    assert sum(c[0] == (0.5, 0.25) for c in model.calls) == 3
+    assert dispatcher.statistics.substitutions == 9 and len(dispatcher.failure_log) == 9
+    assert [str(w.message)[:40] for w in caught] == ["3 micro states failed and were substitut"]
 
 
 def test_inverse_distance_substitution_weights_the_nearest_solved_states():
@@ -386,9 +392,10 @@ def heat_solve(comm, band, policy=None):
         dirichlet=[(lambda x: np.isclose(x[0], 0.0), 0.0), (lambda x: np.isclose(x[0], 1.0), 1.0)],
         failure_policy=policy,
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         report = heat.solve()
+    heat.warnings = [str(w.message) for w in caught]
     integrals = [
         msh.comm.allreduce(fem.assemble_scalar(fem.form(f * ufl.dx)), op=MPI.SUM)
         for f in (heat.T, ufl.inner(ufl.grad(heat.T), ufl.grad(heat.T)))
@@ -416,6 +423,8 @@ def test_macro_solve_continues_with_substituted_points_and_says_so(tmp_path_fact
     assert report.substituted and report.substituted_points > 0
     assert not reference.substituted
     assert "SUBSTITUTED micro responses at" in str(report)
+    if comm.rank == 0:
+        assert any("rests on substituted micro responses" in w for w in heat.warnings)
     assert report.statistics.substitutions > 0 and report.statistics.failures > 0
     coupling = heat.coupling
     T_points = heat.coupling.last_inputs["T"].reshape(-1)

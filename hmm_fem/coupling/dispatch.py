@@ -259,6 +259,7 @@ class Dispatcher:
         self._remedies = self.failure_policy.remedy_sequence(model)
         self.last_substituted = np.zeros(0, dtype=bool)
         self.failure_log: list[str] = []
+        self._warned_step: int | None = None
         self._cache: OrderedDict[bytes, tuple[dict[str, np.ndarray], np.ndarray | None]] = (
             OrderedDict()
         )
@@ -663,14 +664,17 @@ class Dispatcher:
             )
         self._raise_if_any(error, MicroFailureError)
         self.statistics.substitutions += len(failed_here)
-        if comm.rank == 0:
+        if comm.rank == 0 and self._warned_step != self.clock.step:
             warnings.warn(
                 f"{len(failures)} micro states failed and were substituted from solved "
                 f"neighbours ({failed_points} of {total_points} points, {100 * fraction:.3g} %, "
-                f"step {self.clock.step}); first failure: {first}",
+                f"step {self.clock.step}, iteration {self.clock.iteration}); first failure: "
+                f"{first}. Later substitutions in this step are recorded in the statistics "
+                "and the dispatcher's failure_log, not warned again",
                 RuntimeWarning,
                 stacklevel=4,
             )
+        self._warned_step = self.clock.step
         return substituted
 
     def _interpolate_failed(self, failures, width) -> dict[bytes, tuple[dict, np.ndarray | None]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import dolfinx.fem.petsc
@@ -408,6 +409,14 @@ class NonlinearProblem:
             converged_at_noise=self._converged_at_noise,
             substituted_points=substituted,
         )
+        if report.substituted and comm.rank == 0:
+            warnings.warn(
+                f"the macro solution rests on substituted micro responses at "
+                f"{report.substituted_points} quadrature points (see the failure policy; "
+                "report.substituted_points, coupling.substituted_cells())",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         if reason <= 0:
             norms = ", ".join(f"{r:.3e}" for r in self.residual_norms)
             raise MacroSolveError(
