@@ -721,20 +721,25 @@ class Dispatcher:
             rows = np.flatnonzero(same)
             if not len(rows):
                 raise MicroFailureError(
-                    "no solved micro state with the same history and time to substitute from"
+                    "no solved micro state at the same macro time and step to substitute from"
                 )
-            entries = []
-            for row in rows:
-                result, code = self._cache[candidates[row].tobytes()]
-                entry = dict(result)
-                if self.history is not None:
-                    entry.update(
-                        {f"{HISTORY_KEY}:{k}": v for k, v in self.history.arrays(code).items()}
-                    )
-                entries.append(entry)
-            values, layout = flatten_results(entries)
+            layout: list = []
+
+            def rows_of(indices, rows=rows, layout=layout):
+                entries = []
+                for i in indices:
+                    result, code = self._cache[candidates[rows[i]].tobytes()]
+                    entry = dict(result)
+                    if self.history is not None:
+                        entry.update(
+                            {f"{HISTORY_KEY}:{k}": v for k, v in self.history.arrays(code).items()}
+                        )
+                    entries.append(entry)
+                flat, layout[:] = flatten_results(entries)
+                return flat
+
             interpolated, _ = interpolate_responses(
-                coordinates[rows], values, queries[members], self.failure_policy, scale
+                coordinates[rows], rows_of, queries[members], self.failure_policy, scale
             )
             for j, row in zip(members, interpolated):
                 entry = unflatten_result(row, layout)

@@ -306,7 +306,7 @@ def solve_with_retries(
 
 def interpolate_responses(
     points: np.ndarray,
-    values: np.ndarray,
+    values: np.ndarray | Callable[[np.ndarray], np.ndarray],
     queries: np.ndarray,
     policy: FailurePolicy,
     scale: np.ndarray | None = None,
@@ -316,7 +316,8 @@ def interpolate_responses(
     Args:
         points: ``(m, d)`` solved states (``m >= 1``), distinct, in a fixed order (the
             result must not depend on the rank that computes it).
-        values: ``(m, p)`` their flattened results.
+        values: ``(m, p)`` their flattened results, or a function of an index array giving
+            those rows (only the neighbours' results are then formed).
         queries: ``(q, d)`` failed states.
         policy: Number of neighbours, method, scale and largest distance.
         scale: ``(d,)`` scales of the coordinates, overriding the policy's ``state_scale``
@@ -337,7 +338,7 @@ def interpolate_responses(
     m, d = points.shape
     if m == 0:
         raise MicroFailureError(
-            "no solved micro state with the same history and time to substitute from"
+            "no solved micro state at the same macro time and step to substitute from"
         )
     if scale is not None:
         scale = np.asarray(scale, dtype=np.float64)
@@ -363,11 +364,14 @@ def interpolate_responses(
             f"farther than the policy's max_distance = {policy.max_distance:g}"
         )
     scaled = points / scale
-    result = np.empty((len(queries), values.shape[1]))
+    rows_of = values if callable(values) else (lambda i: values[i])
+    result = None
     for j in range(len(queries)):  # failed states only: few, and k is small
         chosen = _spread_neighbours(scaled[index[j]], distance[j], k)
         X = points[index[j][chosen]]
-        Y = values[index[j][chosen]]
+        Y = np.asarray(rows_of(index[j][chosen]), dtype=np.float64)
+        if result is None:
+            result = np.empty((len(queries), Y.shape[1]))
         dist = distance[j][chosen]
         if policy.interpolation == "idw":
             w = 1.0 / np.maximum(dist, 1e-300) ** 2
