@@ -100,10 +100,11 @@ def test_default_policy_aborts_at_the_first_failure_naming_point_and_state(mode,
     model = Flaky({(0.5, 1.0): mode})
     dispatcher = Dispatcher(model, MPI.COMM_SELF)
     with pytest.raises(
-        MicroFailureError, match=rf"state a=0.5, b=1 .*needed at point 5\).*{reason}"
-    ):
+        MicroSolveError, match=rf"state a=0.5, b=1 .*needed at point 5\).*{reason}"
+    ) as info:
         dispatcher.evaluate(inputs, parameters)
-    assert isinstance(MicroFailureError("x"), MicroSolveError)  # old handlers still catch it
+    assert type(info.value) is MicroSolveError  # as before the policy (callers record it)
+    assert issubclass(MicroFailureError, MicroSolveError)  # old handlers catch the new aborts
     assert [c[1] for c in model.calls if c[0] == (0.5, 1.0)] == [0]  # no retry by default
 
 
@@ -145,7 +146,7 @@ def test_retries_that_all_fail_abort_with_every_reason():
     model = Flaky({(0.5, 0.5): "raise"})
     policy = FailurePolicy(retries=2, remedies=("lu",))
     with pytest.raises(
-        MicroFailureError, match=r"attempt 1: .*diverged; attempt 2 \[lu\]: .*; attempt 3 \[lu\]"
+        MicroSolveError, match=r"attempt 1: .*diverged; attempt 2 \[lu\]: .*; attempt 3 \[lu\]"
     ):
         Dispatcher(model, MPI.COMM_SELF, failure_policy=policy).evaluate(inputs, parameters)
 
@@ -161,7 +162,7 @@ def test_a_solve_past_the_timeout_is_a_failure_and_a_remedy_can_cure_it():
     s = dispatcher.statistics
     assert (s.failures, s.timeouts, s.retries) == (1, 1, 1)
     assert model.timeouts_seen == {0.1}  # the engine is told, in case it can stop itself
-    with pytest.raises(MicroFailureError, match=r"took 0.2\d* s, over the timeout of 0.1 s"):
+    with pytest.raises(MicroSolveError, match=r"took 0.2\d* s, over the timeout of 0.1 s"):
         Dispatcher(
             Flaky({(1.0, 1.0): "sleep"}, nap=0.25),
             MPI.COMM_SELF,
@@ -174,7 +175,7 @@ def test_interrupt_stops_a_hung_python_solve_at_the_timeout():
     model = Flaky({(0.0, 1.0): "sleep"}, nap=60.0)
     policy = FailurePolicy(timeout=0.2, interrupt=True)
     start = time.perf_counter()
-    with pytest.raises(MicroFailureError, match="interrupted after the timeout of 0.2 s"):
+    with pytest.raises(MicroSolveError, match="interrupted after the timeout of 0.2 s"):
         Dispatcher(model, MPI.COMM_SELF, failure_policy=policy).evaluate(inputs, parameters)
     assert time.perf_counter() - start < 5.0
 
@@ -314,7 +315,7 @@ def test_past_the_fraction_every_rank_raises_the_same_error():
     messages = comm.allgather(str(info.value))
     assert len(set(messages)) == 1
     # And the default policy: every rank raises too (no rank left waiting).
-    with pytest.raises(MicroFailureError, match="micro Newton diverged"):
+    with pytest.raises(MicroSolveError, match="micro Newton diverged"):
         Dispatcher(Flaky(faults), comm).evaluate(inputs, parameters)
 
 

@@ -530,8 +530,9 @@ class Dispatcher:
             self._log_failures(failures, model.state_names, policy.substitute)
             where_first = self._where(failures[0][0], key_bytes, inverse, describe)
             if not policy.substitute:
+                # The type of the abort before the policy existed: callers record it by name.
                 key, state, reason = failures[0]
-                raise MicroFailureError(
+                raise MicroSolveError(
                     f"micro solve failed for state {_format_state(model.state_names, state)} "
                     f"(needed at {', '.join(where_first[:3]) or 'an unknown point'}): {reason}"
                 )

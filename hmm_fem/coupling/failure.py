@@ -19,11 +19,13 @@ policy's per-solve ``timeout``. :class:`FailurePolicy` says what follows, in thi
    substituted state is not cached (the next evaluation tries it again) and its points are
    flagged (:attr:`hmm_fem.coupling.Dispatcher.last_substituted`, the report of the macro
    solve, the ``substituted`` cell field).
-3. **Abort** collectively with :class:`MicroFailureError` on every rank when substitution is
-   off (the default: the first failure aborts, as before this policy existed), when the
-   fraction of the macro points of one evaluation (a collective call of the dispatcher,
-   summed over ranks) whose state failed exceeds ``max_failure_fraction``, or when there is
-   no solved state to interpolate from (or none within ``max_distance``).
+3. **Abort** collectively, the same error on every rank: with
+   :class:`~hmm_fem.micro.MicroSolveError` when substitution is off (the default: the first
+   failure aborts, with the same error as before this policy existed), with its subclass
+   :class:`MicroFailureError` when the fraction of the macro points of one evaluation (a
+   collective call of the dispatcher, summed over ranks) whose state failed exceeds
+   ``max_failure_fraction``, or when there is no solved state to interpolate from (or none
+   within ``max_distance``).
 
 Timeouts. The timeout reaches the solve as ``context.timeout``, for engines that can stop
 themselves (LAMMPS's ``timer timeout``, a clock check in a Python loop). Otherwise a
@@ -64,7 +66,10 @@ __all__ = [
 
 
 class MicroFailureError(MicroSolveError):
-    """Micro solves failed beyond what the failure policy accepts (raised on every rank)."""
+    """Micro solves failed beyond what a substituting failure policy accepts.
+
+    Raised on every rank: past the failure fraction, or with nothing to interpolate from.
+    """
 
 
 class MicroTimeoutError(MicroSolveError):
