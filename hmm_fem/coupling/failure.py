@@ -14,7 +14,9 @@ policy's per-solve ``timeout``. :class:`FailurePolicy` says what follows, in thi
    :class:`scipy.spatial.cKDTree`, over every state in the dispatcher's cache with the
    failed key's time and step; for a model with memory the committed history is part of the
    coordinates, in units of its range), by a least-squares linear fit on ``neighbours``
-   states (exact for a response linear in the state) or by inverse-distance weighting. Every
+   states (exact for a response linear in the state) or by inverse-distance weighting.
+   Near-duplicate neighbours (the states of Newton iterates converging at one point differ
+   only by round-off) are skipped, so the fit has a slope to speak of. Every
    solution entry is interpolated, the updated history of a model with memory included. A
    substituted state is not cached (the next evaluation tries it again) and its points are
    flagged (:attr:`hmm_fem.coupling.Dispatcher.last_substituted`, the report of the macro
