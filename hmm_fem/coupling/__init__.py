@@ -1,6 +1,7 @@
 """Coupling of micro models to macro UFL problems: operators, dispatch, cache, Newton."""
 
 from .dispatch import Dispatcher, MacroClock, MicroStatistics
+from .failure import FailurePolicy, MicroFailureError, MicroTimeoutError
 from .operator import MicroCoupling, coupling_of, effective_flux, micro_operator
 from .problem import (
     DEFAULT_NOISE_FACTOR,
@@ -14,6 +15,9 @@ __all__ = [
     "Dispatcher",
     "MacroClock",
     "MicroStatistics",
+    "FailurePolicy",
+    "MicroFailureError",
+    "MicroTimeoutError",
     "MicroCoupling",
     "coupling_of",
     "micro_operator",

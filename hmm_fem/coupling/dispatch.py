@@ -19,7 +19,10 @@ Every rank holds the macro points of its own cells. A call to
 So the total number of micro solves and every answer do not depend on the number of
 ranks, and a model whose solve depends on no state (a linear cell) is solved once per
 run. Errors are collective: if any rank fails, every rank raises the same
-:class:`~hmm_fem.micro.MicroSolveError`.
+:class:`~hmm_fem.micro.MicroSolveError`. What a failed solve leads to (retries with a
+remedy, substitution from solved neighbours, abort past a failure fraction) is the
+dispatcher's :class:`~hmm_fem.coupling.failure.FailurePolicy`; by default the first
+failure aborts.
 """
 
 from __future__ import annotations
@@ -39,6 +42,14 @@ from mpi4py import MPI
 
 from ..micro.history import HistoryStore
 from ..micro.protocol import HISTORY_KEY, MicroModel, MicroResponse, MicroSolveError, SolveContext
+from .failure import (
+    FailurePolicy,
+    MicroFailureError,
+    flatten_results,
+    interpolate_responses,
+    solve_with_retries,
+    unflatten_result,
+)
 
 __all__ = ["Dispatcher", "MicroStatistics", "MacroClock"]
 
@@ -61,6 +72,13 @@ class MicroStatistics:
             minus the distinct new states, per call).
         micro_seconds: Wall time spent in micro solves on this rank.
         calls: Number of collective evaluations.
+        failures: Failed solve attempts on this rank (exceptions, non-finite results,
+            timeouts), retried ones included.
+        retries: Attempts after the first at a state (see
+            :class:`~hmm_fem.coupling.failure.FailurePolicy`).
+        timeouts: Attempts that ran past the policy's timeout (counted in ``failures``).
+        substitutions: States that failed every attempt on this rank and were substituted.
+        substituted_points: Point evaluations of this rank answered by a substitution.
     """
 
     point_evaluations: int = 0
@@ -68,6 +86,22 @@ class MicroStatistics:
     cache_hits: int = 0
     micro_seconds: float = 0.0
     calls: int = 0
+    failures: int = 0
+    retries: int = 0
+    timeouts: int = 0
+    substitutions: int = 0
+    substituted_points: int = 0
+
+    _SUMMED = (
+        "point_evaluations",
+        "micro_solves",
+        "cache_hits",
+        "failures",
+        "retries",
+        "timeouts",
+        "substitutions",
+        "substituted_points",
+    )
 
     def total(self, comm: MPI.Comm) -> MicroStatistics:
         """The statistics summed over the ranks of ``comm`` (seconds: the maximum).
@@ -75,18 +109,14 @@ class MicroStatistics:
         Raises:
             RuntimeError: If the ranks disagree on ``calls`` (a collective call was missed).
         """
-        sums = comm.allreduce(
-            np.array([self.point_evaluations, self.micro_solves, self.cache_hits]), op=MPI.SUM
-        )
+        sums = comm.allreduce(np.array([getattr(self, f) for f in self._SUMMED]), op=MPI.SUM)
         calls = comm.allgather(self.calls) if comm.size > 1 else [self.calls]
         if len(set(calls)) > 1:
             raise RuntimeError(f"the ranks counted different numbers of evaluations: {calls}")
         return MicroStatistics(
-            int(sums[0]),
-            int(sums[1]),
-            int(sums[2]),
-            comm.allreduce(self.micro_seconds, op=MPI.MAX),
-            self.calls,
+            **{f: int(v) for f, v in zip(self._SUMMED, sums)},
+            micro_seconds=comm.allreduce(self.micro_seconds, op=MPI.MAX),
+            calls=self.calls,
         )
 
     def __sub__(self, other: MicroStatistics) -> MicroStatistics:
@@ -100,11 +130,18 @@ class MicroStatistics:
         )
 
     def __str__(self):
-        return (
+        text = (
             f"{self.calls} evaluations, {self.point_evaluations} point evaluations, "
             f"{self.micro_solves} micro solves, {self.cache_hits} cache hits, "
             f"{self.micro_seconds:.3f} s in micro solves"
         )
+        if self.failures or self.substitutions:
+            text += (
+                f"; {self.failures} failed attempts ({self.timeouts} timeouts), "
+                f"{self.retries} retries, {self.substitutions} substituted states "
+                f"({self.substituted_points} point evaluations)"
+            )
+        return text
 
 
 @dataclass
@@ -174,6 +211,9 @@ class Dispatcher:
             Stochastic models are not cached across calls: their key holds the macro step
             and iteration, so it never recurs.
         progress: Show a tqdm bar over micro solves: ``None`` = only on a terminal.
+        failure_policy: What a failed solve leads to (retries, substitution, abort past a
+            failure fraction, timeout); default ``FailurePolicy()``: abort at the
+            first failure.
 
     Attributes:
         clock: The :class:`MacroClock` (time, time step, step, iteration) the macro solver
@@ -181,6 +221,11 @@ class Dispatcher:
         history: The :class:`~hmm_fem.micro.history.HistoryStore` of a model with memory
             (``None`` otherwise).
         statistics: The :class:`MicroStatistics` of this rank.
+        last_substituted: ``(n,)`` booleans: which points of the last evaluation were
+            answered by a substitution.
+        failure_log: One line per failed state (the state, every attempt's reason, and
+            whether it was substituted), newest last, at most 1000 lines; the same on
+            every rank.
     """
 
     def __init__(
@@ -190,6 +235,7 @@ class Dispatcher:
         state_tolerance: float | np.ndarray = 0.0,
         cache_size: int = 1_000_000,
         progress: bool | None = None,
+        failure_policy: FailurePolicy | None = None,
     ):
         tolerance = np.asarray(state_tolerance, dtype=np.float64)
         if np.any(tolerance < 0) or not np.all(np.isfinite(tolerance)):
@@ -204,6 +250,16 @@ class Dispatcher:
         self.statistics = MicroStatistics()
         self.clock = MacroClock()
         self._solve = _solver_of(model)
+        if failure_policy is not None and not isinstance(failure_policy, FailurePolicy):
+            raise TypeError(
+                f"failure_policy must be a hmm_fem.coupling.FailurePolicy, got "
+                f"{type(failure_policy).__name__}"
+            )
+        self.failure_policy = failure_policy or FailurePolicy()
+        self._remedies = self.failure_policy.remedy_sequence(model)
+        self.last_substituted = np.zeros(0, dtype=bool)
+        self.failure_log: list[str] = []
+        self._warned_step: int | None = None
         self._cache: OrderedDict[bytes, tuple[dict[str, np.ndarray], np.ndarray | None]] = (
             OrderedDict()
         )
@@ -413,26 +469,53 @@ class Dispatcher:
         # one rank, where the cell can reuse or warm-start from the previous solve.
         bounds = np.linspace(0, len(global_keys), comm.size + 1).astype(int)
         mine = range(bounds[comm.rank], bounds[comm.rank + 1])
+        policy = self.failure_policy
+        plain = policy.retries == 0 and policy.timeout is None
         solved: list[tuple[bytes, dict, dict | None]] = []
-        failure = None
+        failed_here: list[tuple[bytes, np.ndarray, str]] = []
         bar = self._progress_bar(len(mine))
         start = time.perf_counter()
         for g in mine:
             try:
                 context = self._context(global_keys[g], width, int(global_ids[g]))
-                result = dict(self._solve(global_states[g], context))
-                new_history = self._take_history(result)
-                result = {k: np.asarray(v, dtype=np.float64) for k, v in result.items()}
-                for name, value in result.items():
-                    if not np.all(np.isfinite(value)):
-                        raise MicroSolveError(f"micro result '{name}' is not finite: {value!r}")
             except Exception as exc:  # noqa: BLE001 - reported collectively below
-                failure = (
-                    global_keys[g].tobytes(),
-                    global_states[g],
-                    f"{type(exc).__name__}: {exc}",
+                failed_here.append(
+                    (global_keys[g].tobytes(), global_states[g], f"{type(exc).__name__}: {exc}")
                 )
                 break
+            if plain:
+                # One attempt, no clock: the common case costs no more than before the policy.
+                try:
+                    result, new_history = self._attempt(global_states[g], context)
+                except Exception as exc:  # noqa: BLE001 - reported collectively below
+                    self.statistics.failures += 1
+                    failed_here.append(
+                        (global_keys[g].tobytes(), global_states[g], f"{type(exc).__name__}: {exc}")
+                    )
+                    if not policy.substitute:
+                        break
+                    continue
+                solved.append((global_keys[g].tobytes(), result, new_history))
+                if bar is not None:
+                    bar.update()
+                continue
+            outcome = solve_with_retries(
+                lambda ctx, g=g: self._attempt(global_states[g], ctx),
+                context,
+                policy,
+                self._remedies,
+            )
+            self.statistics.failures += len(outcome.reasons)
+            self.statistics.retries += outcome.attempts - 1
+            self.statistics.timeouts += outcome.timeouts
+            if outcome.failed:
+                failed_here.append(
+                    (global_keys[g].tobytes(), global_states[g], "; ".join(outcome.reasons))
+                )
+                if not policy.substitute:
+                    break
+                continue
+            result, new_history = outcome.result
             solved.append((global_keys[g].tobytes(), result, new_history))
             if bar is not None:
                 bar.update()
@@ -441,22 +524,18 @@ class Dispatcher:
         self.statistics.micro_seconds += time.perf_counter() - start
         self.statistics.micro_solves += len(solved)
 
-        failures = comm.allgather(failure) if comm.size > 1 else [failure]
-        failures = [f for f in failures if f is not None]
+        failures = comm.allgather(failed_here) if comm.size > 1 else [failed_here]
+        failures = [f for part in failures for f in part]
         if failures:
-            key, state, reason = failures[0]
-            where = [
-                describe(int(np.flatnonzero(inverse == i)[0]))
-                for i, kb in enumerate(key_bytes)
-                if kb == key
-            ]
-            where_all = [
-                w for ws in (comm.allgather(where) if comm.size > 1 else [where]) for w in ws
-            ]
-            raise MicroSolveError(
-                f"micro solve failed for state {_format_state(model.state_names, state)} "
-                f"(needed at {', '.join(where_all[:3]) or 'an unknown point'}): {reason}"
-            )
+            self._log_failures(failures, model.state_names, policy.substitute)
+            where_first = self._where(failures[0][0], key_bytes, inverse, describe)
+            if not policy.substitute:
+                # The type of the abort before the policy existed: callers record it by name.
+                key, state, reason = failures[0]
+                raise MicroSolveError(
+                    f"micro solve failed for state {_format_state(model.state_names, state)} "
+                    f"(needed at {', '.join(where_first[:3]) or 'an unknown point'}): {reason}"
+                )
 
         # 3. Share the results, fill the cache, answer the local points.
         everything = comm.allgather(solved) if comm.size > 1 else [solved]
@@ -466,13 +545,24 @@ class Dispatcher:
                 if new_history is not None:
                     code = self.history.add(new_history, "an updated history")
                 self._cache[kb] = (result, code)
+        substituted: dict[bytes, tuple[dict, np.ndarray | None]] = {}
+        if failures:
+            substituted = self._substitute_failures(
+                failures, width, key_bytes, inverse, n, where_first, failed_here
+            )
         solutions_of_unique = []
         codes_of_unique = []
         for kb in key_bytes:
-            self._cache.move_to_end(kb)
-            result, code = self._cache[kb]
+            if kb in substituted:
+                result, code = substituted[kb]
+            else:
+                self._cache.move_to_end(kb)
+                result, code = self._cache[kb]
             solutions_of_unique.append(result)
             codes_of_unique.append(code)
+        flags = np.array([kb in substituted for kb in key_bytes], dtype=bool)
+        self.last_substituted = flags[inverse] if n else np.zeros(0, dtype=bool)
+        self.statistics.substituted_points += int(self.last_substituted.sum())
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         if model.stochastic:
@@ -492,6 +582,189 @@ class Dispatcher:
         else:
             solutions = {}
         return model.respond(solutions, inputs, parameters)
+
+    def _attempt(self, state: np.ndarray, context: SolveContext):
+        """One solve: its checked, finite result and its updated history (or raise)."""
+        result = dict(self._solve(state, context))
+        new_history = self._take_history(result)
+        result = {k: np.asarray(v, dtype=np.float64) for k, v in result.items()}
+        for name, value in result.items():
+            if not np.all(np.isfinite(value)):
+                raise MicroSolveError(f"micro result '{name}' is not finite: {value!r}")
+        if new_history is not None:
+            for name, value in new_history.items():
+                if not np.all(np.isfinite(value)):
+                    raise MicroSolveError(f"updated history '{name}' is not finite: {value!r}")
+        return result, new_history
+
+    def _where(self, key: bytes, key_bytes, inverse, describe) -> list[str]:
+        """Text naming the points of all ranks that need ``key`` (collective)."""
+        where = [
+            describe(int(np.flatnonzero(inverse == i)[0]))
+            for i, kb in enumerate(key_bytes)
+            if kb == key
+        ]
+        comm = self.comm
+        return [w for ws in (comm.allgather(where) if comm.size > 1 else [where]) for w in ws]
+
+    def _log_failures(self, failures, names, substitute: bool) -> None:
+        clock = self.clock
+        for _, state, reason in failures:
+            self.failure_log.append(
+                f"step {clock.step} iteration {clock.iteration}: state "
+                f"{_format_state(names, state)}: {reason}"
+                + (" -> substituted" if substitute else " -> abort")
+            )
+        del self.failure_log[:-1000]
+
+    def _substitute_failures(
+        self, failures, width, key_bytes, inverse, n, where_first, failed_here
+    ) -> dict[bytes, tuple[dict, np.ndarray | None]]:
+        """Check the failure fraction, then interpolate the failed states (collective).
+
+        Every rank computes every substitution from the same (replicated) cache, so the
+        answers and the decision to abort are the same on every rank.
+        """
+        comm, model, policy = self.comm, self.model, self.failure_policy
+        failed = {kb for kb, _, _ in failures}
+        counts = np.bincount(inverse, minlength=len(key_bytes)) if n else np.zeros(0, int)
+        local_failed = sum(int(c) for kb, c in zip(key_bytes, counts) if kb in failed)
+        failed_points, total_points = (
+            comm.allreduce(np.array([local_failed, n]), op=MPI.SUM)
+            if comm.size > 1
+            else (local_failed, n)
+        )
+        _, first_state, first_reason = failures[0]
+        first = (
+            f"state {_format_state(model.state_names, first_state)} (needed at "
+            f"{', '.join(where_first[:3]) or 'an unknown point'}): {first_reason}"
+        )
+        fraction = failed_points / max(total_points, 1)
+        if fraction > policy.max_failure_fraction:
+            raise MicroFailureError(
+                f"{failed_points} of {total_points} macro points ({100 * fraction:.3g} %) of "
+                f"this evaluation (step {self.clock.step}, iteration {self.clock.iteration}) "
+                f"need one of {len(failures)} micro states that failed, more than the failure "
+                f"policy allows (max_failure_fraction = {100 * policy.max_failure_fraction:g} "
+                f"%, per evaluation over all ranks). First failure: {first}. Make the micro "
+                "solve robust (remedies, retries), shorten the macro step, or raise the limit."
+            )
+        error = None
+        substituted: dict[bytes, tuple[dict, np.ndarray | None]] = {}
+        try:
+            substituted = self._interpolate_failed(failures, width)
+        except MicroFailureError as exc:
+            error = MicroFailureError(
+                f"{len(failures)} micro states failed and cannot be substituted: {exc}. "
+                f"First failure: {first}"
+            )
+        except Exception as exc:  # noqa: BLE001 - raised collectively
+            error = MicroFailureError(
+                f"substitution of {len(failures)} failed micro states failed: "
+                f"{type(exc).__name__}: {exc}. First failure: {first}"
+            )
+        self._raise_if_any(error, MicroFailureError)
+        self.statistics.substitutions += len(failed_here)
+        if comm.rank == 0 and self._warned_step != self.clock.step:
+            warnings.warn(
+                f"{len(failures)} micro states failed and were substituted from solved "
+                f"neighbours ({failed_points} of {total_points} points, {100 * fraction:.3g} %, "
+                f"step {self.clock.step}, iteration {self.clock.iteration}); first failure: "
+                f"{first}. Later substitutions in this step are recorded in the statistics "
+                "and the dispatcher's failure_log, not warned again",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+        self._warned_step = self.clock.step
+        return substituted
+
+    def _interpolate_failed(self, failures, width) -> dict[bytes, tuple[dict, np.ndarray | None]]:
+        """The substituted result (and updated-history code) of every failed key."""
+        if width == 0:
+            raise MicroFailureError(
+                f"{type(self.model).__name__} has no state columns, so there is no neighbouring "
+                "state to interpolate from"
+            )
+        if not self._cache:
+            raise MicroFailureError("no micro state has been solved yet")
+        candidates = np.array([np.frombuffer(kb, dtype=np.float64) for kb in self._cache])
+        # A fixed order (sorted rows), so that ties are broken alike on every rank.
+        candidates = np.unique(candidates, axis=0)
+        if self.history is not None:
+            # Keys of earlier steps whose committed history was pruned cannot be placed.
+            held = [self.history.is_referenced(k[width : width + 2].tobytes()) for k in candidates]
+            candidates = candidates[np.asarray(held, dtype=bool)]
+        # What must match besides the state: the time and the step; a stochastic key's
+        # point id need not (other points' samples are neighbours). The committed history
+        # is not matched but joins the coordinates (every plastic point has its own).
+        match = np.ones(candidates.shape[1], dtype=bool)
+        match[:width] = False
+        if self.model.stochastic:
+            match[-3] = False
+        if self.history is not None:
+            match[width : width + 2] = False
+        failed_keys = np.array([np.frombuffer(kb, dtype=np.float64) for kb, _, _ in failures])
+        coordinates = self._coordinates(candidates, width)
+        queries = self._coordinates(failed_keys, width)
+        scale = None
+        if self.history is not None:
+            # Histories in units of their range; the state as the policy says.
+            span = np.ptp(coordinates, axis=0)
+            scale = np.where(span > 0, span, 1.0)
+            if self.failure_policy.state_scale is not None:
+                scale[:width] = self.failure_policy.state_scale
+        out: dict[bytes, tuple[dict, np.ndarray | None]] = {}
+        groups: dict[bytes, list[int]] = {}
+        for j, key in enumerate(failed_keys):
+            groups.setdefault(key[match].tobytes(), []).append(j)
+        for group_key, members in groups.items():
+            same = np.all(candidates[:, match] == np.frombuffer(group_key), axis=1)
+            rows = np.flatnonzero(same)
+            if not len(rows):
+                raise MicroFailureError(
+                    "no solved micro state at the same macro time and step to substitute from"
+                )
+            layout: list = []
+
+            def rows_of(indices, rows=rows, layout=layout):
+                entries = []
+                for i in indices:
+                    result, code = self._cache[candidates[rows[i]].tobytes()]
+                    entry = dict(result)
+                    if self.history is not None:
+                        entry.update(
+                            {f"{HISTORY_KEY}:{k}": v for k, v in self.history.arrays(code).items()}
+                        )
+                    entries.append(entry)
+                flat, layout[:] = flatten_results(entries)
+                return flat
+
+            interpolated, _ = interpolate_responses(
+                coordinates[rows], rows_of, queries[members], self.failure_policy, scale
+            )
+            for j, row in zip(members, interpolated):
+                entry = unflatten_result(row, layout)
+                history = {
+                    k.split(":", 1)[1]: entry.pop(k)
+                    for k in list(entry)
+                    if k.startswith(f"{HISTORY_KEY}:")
+                }
+                code = None
+                if self.history is not None:
+                    code = self.history.add(history, "an interpolated history")
+                out[failures[j][0]] = (entry, code)
+        return out
+
+    def _coordinates(self, keys: np.ndarray, width: int) -> np.ndarray:
+        """Where keys lie for a substitution: the grid states, then the committed histories."""
+        coordinates = self._grid_states(keys[:, :width], keys[:, :width])
+        if self.history is None:
+            return coordinates
+        histories = [self.history.arrays(key[width : width + 2]) for key in keys]
+        flat = np.array(
+            [np.concatenate([np.ravel(h[name]) for name in sorted(h)]) for h in histories]
+        ).reshape(len(keys), -1)
+        return np.hstack([coordinates, flat])
 
     def _context(self, key: np.ndarray, width: int, point: int) -> SolveContext:
         """The :class:`SolveContext` of one global key."""
@@ -526,8 +799,10 @@ class Dispatcher:
             )
         return self.history.check(new_history, "the updated history")
 
-    def _raise_if_any(self, error: Exception | None) -> None:
-        """Raise ``error`` collectively: if any rank has one, every rank raises."""
+    def _raise_if_any(
+        self, error: Exception | None, kind: type[MicroSolveError] = MicroSolveError
+    ) -> None:
+        """Raise ``error`` collectively: if any rank has one, every rank raises (a ``kind``)."""
         messages = (
             self.comm.allgather(None if error is None else str(error))
             if self.comm.size > 1
@@ -535,6 +810,6 @@ class Dispatcher:
         )
         messages = [m for m in messages if m is not None]
         if messages:
-            if isinstance(error, MicroSolveError):
+            if isinstance(error, kind):
                 raise error
-            raise MicroSolveError(messages[0])
+            raise kind(messages[0])

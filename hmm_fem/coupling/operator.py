@@ -24,6 +24,7 @@ from mpi4py import MPI
 
 from ..micro.protocol import MicroModel, MicroResponse
 from .dispatch import Dispatcher
+from .failure import FailurePolicy
 
 __all__ = ["MicroCoupling", "micro_operator", "effective_flux", "coupling_of"]
 
@@ -208,12 +209,15 @@ class MicroCoupling:
         """Cell averages over the owned cells of the last evaluation.
 
         ``name`` is ``"value"`` (the response), ``"standard_error"`` (of a noisy response),
-        an input or parameter name, or a solution entry (e.g. ``"K"``). Returns shape
-        ``(num_owned_cells, *shape)``.
+        ``"substituted"`` (the fraction of the cell's quadrature weight answered by a
+        substitution, see :class:`~hmm_fem.coupling.FailurePolicy`), an input or parameter
+        name, or a solution entry (e.g. ``"K"``). Returns shape ``(num_owned_cells, *shape)``.
         """
         if self.last_response is None:
             raise RuntimeError("no micro evaluation yet")
-        if name == "value":
+        if name == "substituted":
+            data = self.substituted.astype(np.float64)
+        elif name == "value":
             data = self.last_response.value
         elif name in self.last_response.solutions:
             data = self.last_response.solutions[name]
@@ -225,6 +229,26 @@ class MicroCoupling:
             known = ["value", *self.last_response.solutions, *self.last_inputs]
             raise KeyError(f"no micro quantity '{name}'; known: {known}")
         return self._average(data)
+
+    @property
+    def substituted(self) -> np.ndarray:
+        """Which owned points were answered by a substitution at the last evaluation.
+
+        ``(num_points,)`` booleans (all ``False`` before any evaluation).
+        """
+        flags = self.dispatcher.last_substituted
+        if flags.size != self.num_points:
+            return np.zeros(self.num_points, dtype=bool)
+        return flags
+
+    def substituted_cells(self) -> np.ndarray:
+        """``(num_owned_cells,)`` 0/1: owned cells with a substituted point at the last evaluation.
+
+        For ParaView: ``hmm_fem.io.dg0_function(mesh, coupling.substituted_cells(),
+        "substituted")`` and ``hmm_fem.io.write_vtx``.
+        """
+        flags = self.substituted.reshape(self.num_owned_cells, self.num_points_per_cell)
+        return flags.any(axis=1).astype(np.float64)
 
     def _quadrature_weights(self, cell_name: str) -> np.ndarray:
         """The weights of the quadrature rule whose points the operator's space uses.
@@ -280,6 +304,7 @@ def micro_operator(
     state_tolerance: float = 0.0,
     cache_size: int = 1_000_000,
     progress: bool | None = None,
+    failure_policy: FailurePolicy | None = None,
     name: str = "micro_response",
 ) -> FEMExternalOperator:
     """A UFL expression whose values at the quadrature points come from ``model``.
@@ -295,6 +320,8 @@ def micro_operator(
         state_tolerance: See :class:`Dispatcher`.
         cache_size: See :class:`Dispatcher`.
         progress: See :class:`Dispatcher`.
+        failure_policy: What a failed micro solve leads to (see
+            :class:`~hmm_fem.coupling.FailurePolicy`; default: abort at the first failure).
         name: Name of the operator's coefficient.
 
     Returns:
@@ -306,6 +333,7 @@ def micro_operator(
         state_tolerance=state_tolerance,
         cache_size=cache_size,
         progress=progress,
+        failure_policy=failure_policy,
     )
     coupling = MicroCoupling(model, mesh, operands, parameters or {}, quadrature_degree, dispatcher)
     operator = FEMExternalOperator(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import dolfinx.fem.petsc
@@ -68,6 +69,10 @@ class SolveReport:
             errors); ``0`` for deterministic micro models.
         converged_at_noise: Whether Newton stopped because the residual reached the noise
             level (see :data:`DEFAULT_NOISE_FACTOR`) rather than the SNES tolerances.
+        substituted_points: Macro points (over all ranks and micro operators) whose micro
+            response at the last evaluation, the one at the solution, was substituted from
+            solved neighbours (:class:`~hmm_fem.coupling.FailurePolicy`); the statistics
+            count the failures, retries and substitutions of the whole solve.
     """
 
     converged_reason: int
@@ -78,6 +83,12 @@ class SolveReport:
     statistics: MicroStatistics = field(default_factory=MicroStatistics)
     noise_level: float = 0.0
     converged_at_noise: bool = False
+    substituted_points: int = 0
+
+    @property
+    def substituted(self) -> bool:
+        """Whether the solution rests on substituted micro responses (a marked step)."""
+        return self.substituted_points > 0
 
     @property
     def macro_seconds(self) -> float:
@@ -86,11 +97,14 @@ class SolveReport:
 
     def __str__(self):
         norms = ", ".join(f"{r:.2e}" for r in self.residual_norms)
-        return (
+        text = (
             f"{self.iterations} Newton iterations (residuals {norms}); {self.statistics}; "
             f"{self.seconds:.3f} s total, {self.micro_seconds:.3f} s micro, "
             f"{self.macro_seconds:.3f} s macro"
         )
+        if self.substituted:
+            text += f"; SUBSTITUTED micro responses at {self.substituted_points} points"
+        return text
 
 
 def _with_quadrature_degree(form: ufl.Form, degree: int) -> ufl.Form:
@@ -381,6 +395,9 @@ class NonlinearProblem:
         iterations = self.solver.getIterationNumber()
         comm = self.u.function_space.mesh.comm
         local = self.statistics() - before
+        substituted = sum(int(c.substituted.sum()) for c in self.couplings)
+        if comm.size > 1:
+            substituted = comm.allreduce(substituted, op=MPI.SUM)
         report = SolveReport(
             reason,
             iterations,
@@ -390,7 +407,16 @@ class NonlinearProblem:
             local.total(comm),
             noise_level=self.noise_level,
             converged_at_noise=self._converged_at_noise,
+            substituted_points=substituted,
         )
+        if report.substituted and comm.rank == 0:
+            warnings.warn(
+                f"the macro solution rests on substituted micro responses at "
+                f"{report.substituted_points} quadrature points (see the failure policy; "
+                "report.substituted_points, coupling.substituted_cells())",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         if reason <= 0:
             norms = ", ".join(f"{r:.3e}" for r in self.residual_norms)
             raise MacroSolveError(

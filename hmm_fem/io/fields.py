@@ -35,7 +35,9 @@ def write_heat_fields(heat, path: str | os.PathLike, time: float = 0.0) -> dict:
 
     ``<path>_T.bp``: the temperature (pressure); ``<path>_micro.bp``: cell averages of
     the flux ``q``, of every per-point micro result (``K_effective``, ``dK_dT_effective``,
-    ``k_effective`` ...) and of the microstructure parameters, as DG0 fields.
+    ``k_effective`` ...) and of the microstructure parameters, as DG0 fields, and
+    ``substituted`` (1 in a cell with a micro response substituted by the failure policy at
+    the last evaluation, :class:`hmm_fem.coupling.FailurePolicy`; 0 elsewhere).
     """
     path = Path(path)
     coupling = heat.coupling
@@ -46,6 +48,7 @@ def write_heat_fields(heat, path: str | os.PathLike, time: float = 0.0) -> dict:
         fields.append(dg0_function(mesh, coupling.cell_averages(name), f"{name}_effective"))
     for name in coupling.parameter_names:
         fields.append(dg0_function(mesh, coupling.cell_averages(name), name))
+    fields.append(dg0_function(mesh, coupling.substituted_cells(), "substituted"))
     return {
         "temperature": write_vtx(path.parent / f"{path.name}_T.bp", [heat.T], time),
         "micro": write_vtx(path.parent / f"{path.name}_micro.bp", fields, time),

@@ -467,6 +467,7 @@ class StaticElasticity:
             time.perf_counter() - start,
             local.micro_seconds,
             local.total(self.mesh.comm),
+            substituted_points=report.substituted_points,
             steps=attempts,
         )
 

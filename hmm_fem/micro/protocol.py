@@ -31,6 +31,13 @@ quasi-static, deterministic cell:
   iteration), so a run gives the same numbers on any number of ranks. A response may carry
   a standard error (:attr:`MicroResponse.standard_error`).
 
+A fourth, **remedies** (:attr:`MicroModel.remedies`), serves the dispatcher's failure
+policy (:class:`hmm_fem.coupling.FailurePolicy`): a model names what it can do
+differently when a solve fails (load sub-stepping, a more robust solver, a cold start),
+and a retry asks for one through ``context.remedy`` (``context.attempt`` counts the
+attempts). A solve that cannot succeed raises, or returns a non-finite value: both are
+failures, and the policy retries, substitutes or aborts.
+
 An MD box, a kinetic cell or a KMC patch implements the same three methods.
 """
 
@@ -71,6 +78,14 @@ class SolveContext:
             :attr:`MicroModel.history`), read only; ``None`` for a model without history.
         seed: The entropy of this solve's random stream: ``(model seed, point, step,
             iteration)``.
+        attempt: ``0`` for the first attempt at this state; ``k`` for the k-th retry after
+            a failure (see :class:`hmm_fem.coupling.FailurePolicy`).
+        remedy: The remedy a retry asks for: one of the model's :attr:`MicroModel.remedies`
+            (``None`` on the first attempt, or when the model offers none).
+        timeout: Wall-clock seconds this attempt may take (the failure policy's timeout;
+            ``None``: no limit). An engine that can stop itself should honour it (LAMMPS:
+            ``timer timeout``; a Python loop: check the clock); the dispatcher drops a
+            result that comes later.
     """
 
     time: float = 0.0
@@ -80,6 +95,9 @@ class SolveContext:
     point: int = -1
     history: Mapping[str, np.ndarray] | None = None
     seed: tuple[int, ...] = (0,)
+    attempt: int = 0
+    remedy: str | None = None
+    timeout: float | None = None
 
     def seed_sequence(self) -> np.random.SeedSequence:
         """A fresh :class:`numpy.random.SeedSequence` of this solve's stream."""
@@ -142,6 +160,11 @@ class MicroModel(abc.ABC):
     stochastic: bool = False
     #: Seed of the model's random streams (with the point, step and iteration).
     seed: int = 0
+    #: Names of the remedies a retry after a failed solve may ask for (``context.remedy``),
+    #: in the order a :class:`~hmm_fem.coupling.FailurePolicy` tries them: e.g.
+    #: ``("substeps", "lu")`` for a Newton cell (load sub-stepping, a more robust
+    #: factorisation). Empty: a retry repeats the plain solve.
+    remedies: tuple[str, ...] = ()
 
     def initial_history(self) -> dict[str, np.ndarray]:
         """The history of a point before its first step (default: zeros of every shape)."""
