@@ -82,8 +82,7 @@ import numpy as np
 from mpi4py import MPI
 from petsc4py import PETSc
 
-from ..materials.phases import as_conductivity
-from ..materials.validation import require_young_poisson
+from ..materials.phases import as_conductivity, as_young_poisson
 from .conductivity import ConductivityCell
 from .elasticity import ElasticityCell
 from .solver import DEFAULT_SOLVER_OPTIONS, FactorisedSolver
@@ -192,16 +191,7 @@ class _Elasticity:
         self.num_loads = n
 
     def parse(self, value, what: str) -> np.ndarray:
-        try:
-            arr = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"{what} is {value!r}; give (E, nu)") from err
-        if arr.shape != (2,):
-            raise ValueError(
-                f"{what} has shape {arr.shape}; the reduced basis covers isotropic phases "
-                "given as (E, nu) only"
-            )
-        return np.array(require_young_poisson(float(arr[0]), float(arr[1]), what, value))
+        return np.array(as_young_poisson(value, what))  # isotropic phases only
 
     def coefficients(self, params: np.ndarray) -> np.ndarray:
         """``theta`` (``(..., 2P)``: ``kappa, 2 mu`` per phase) of ``(..., P, 2)`` ``(E, nu)``."""

@@ -304,6 +304,10 @@ class ElectroThermal:
         """
         if not self.steady:
             raise RuntimeError("ElectroThermal.solve is the steady problem; this one has dt")
+        return self._solve_and_commit()
+
+    def _solve_and_commit(self) -> SolveReport:
+        """Newton; on success commit the micro histories, on failure restore the state."""
         try:
             report = self.problem.solve()
         except Exception:
@@ -320,14 +324,7 @@ class ElectroThermal:
             raise RuntimeError("ElectroThermal.step needs a time step dt")
         dt = float(self.dt.value)
         self.problem.set_time(self.time + dt, dt)
-        try:
-            report = self.problem.solve()
-        except Exception:
-            self.u.x.array[:] = self.u_old.x.array
-            self.problem.rollback()
-            raise
-        self.problem.commit()
-        self.u_old.x.array[:] = self.u.x.array
+        report = self._solve_and_commit()
         self.time += dt
         return report
 

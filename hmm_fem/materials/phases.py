@@ -12,7 +12,7 @@ import numpy as np
 from ..voigt import isotropic_stiffness, lame, voigt_size
 from .validation import require_spd, require_young_poisson
 
-__all__ = ["as_conductivity", "as_stiffness", "as_lame", "VOIGT_LABELS"]
+__all__ = ["as_conductivity", "as_stiffness", "as_lame", "as_young_poisson", "VOIGT_LABELS"]
 
 #: Names of the Voigt components, by dimension (the order of :mod:`hmm_fem.voigt`).
 VOIGT_LABELS = {2: ("xx", "yy", "xy"), 3: ("xx", "yy", "zz", "yz", "xz", "xy")}
@@ -61,8 +61,8 @@ def as_stiffness(value, dim: int, what: str) -> np.ndarray:
     return require_spd(arr, what, "A stiffness stores a positive strain energy.")
 
 
-def as_lame(value, what: str) -> tuple[float, float]:
-    """Lame ``(mu, lambda)`` of an isotropic phase given as ``(E, nu)``, or a clear error."""
+def as_young_poisson(value, what: str) -> tuple[float, float]:
+    """``(E, nu)`` of an isotropic phase, checked (``E > 0``, ``-1 < nu < 0.5``), or an error."""
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as err:
@@ -73,5 +73,10 @@ def as_lame(value, what: str) -> tuple[float, float]:
             "(isotropic; plane strain in 2D)"
         )
     E, nu = require_young_poisson(*(float(v) for v in arr), what, value)
-    lam, mu = lame(E, nu)
+    return float(E), float(nu)
+
+
+def as_lame(value, what: str) -> tuple[float, float]:
+    """Lame ``(mu, lambda)`` of an isotropic phase given as ``(E, nu)``, or a clear error."""
+    lam, mu = lame(*as_young_poisson(value, what))
     return float(mu), float(lam)
