@@ -209,6 +209,23 @@ def test_every_seconds_saves_by_wall_time(tmp_path):
     assert checkpointer.due(2)
 
 
+@pytest.mark.mpi
+def test_restart_in_process_on_the_same_ranks(tmp_path_factory):
+    """Save and restore collectively on COMM_WORLD (1 or 2 ranks); the restarted mesh is
+    partitioned anew, so on 2 ranks the round-off may differ: 1e-12."""
+    comm = MPI.COMM_WORLD
+    root = comm.bcast(str(tmp_path_factory.mktemp("same")) if comm.rank == 0 else None)
+    heat = build(fresh_mesh(comm))
+    advance(heat, 1, 4, ckpt.Checkpointer(root, every_steps=2, keep=1, comm=comm))
+    found = ckpt.latest_checkpoint(root, comm)
+    assert found.step == 4 and found.manifest["ranks"] == comm.size
+    restarted = build(ckpt.read_checkpoint_mesh(found, comm))
+    assert ckpt.restore(restarted, found) == 4
+    advance(heat, 5, 5)
+    advance(restarted, 5, 5)
+    assert_same(fingerprint(restarted), fingerprint(heat), 1e-12)
+
+
 # -- other processes: killed runs, other numbers of ranks -------------------------------------
 def child_env():
     env = dict(os.environ)
