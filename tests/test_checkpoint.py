@@ -226,6 +226,56 @@ def test_restart_in_process_on_the_same_ranks(tmp_path_factory):
     assert_same(fingerprint(restarted), fingerprint(heat), 1e-12)
 
 
+def test_fe2_plastic_cells_restart_between_load_steps(tmp_path):
+    """FE² with J2 elastoplastic cells, loaded in two calls; a checkpoint after the first
+    (plastic flow under way) and a restart give the uninterrupted run's displacement and
+    plastic strains."""
+    from hmm_fem import cells
+    from hmm_fem.macro import StaticElasticity
+    from hmm_fem.materials import J2Plasticity
+    from hmm_fem.micro import PlasticityModel
+
+    cell = cells.square(0.2, mesh_size=0.2)
+
+    def plate(msh):
+        model = PlasticityModel(
+            cell,
+            {
+                "matrix": J2Plasticity(1.0, 0.3, 0.01, isotropic_hardening=0.1, dim=2),
+                "inclusion": (10.0, 0.2),
+            },
+        )
+        held = [
+            (lambda x: np.isclose(x[1], 0.0), 0.0),
+            (lambda x: np.isclose(x[1], 1.0) & (x[0] <= 0.5 + 1e-12), 0.03, 1),
+        ]
+        return StaticElasticity(msh, model, dirichlet=held)
+
+    def state(problem):
+        xy = problem.V.tabulate_dof_coordinates()[:, :2]
+        order = np.lexsort((np.round(xy[:, 1], 12), np.round(xy[:, 0], 12)))
+        u = problem.u.x.array.reshape(-1, 2)[order]
+        history = problem.coupling.dispatcher.history
+        alpha = history.values("equivalent_plastic_strain", "committed")
+        return u, alpha[np.argsort(history.point_ids)]
+
+    whole = plate(dmesh.create_unit_square(MPI.COMM_SELF, 2, 2))
+    whole.solve(load=0.5)
+    assert state(whole)[1].max() > 1e-3  # plastic flow under way at the checkpoint
+    ckpt.save_checkpoint(whole, tmp_path, step=1)
+    whole.solve(load=1.0)
+    u, alpha = state(whole)
+
+    found = ckpt.latest_checkpoint(tmp_path, MPI.COMM_SELF)
+    restarted = plate(ckpt.read_checkpoint_mesh(found, MPI.COMM_SELF))
+    ckpt.restore(restarted, found)
+    assert restarted.converged_load == 0.5
+    restarted.solve(load=1.0)
+    u_r, alpha_r = state(restarted)
+    assert np.max(np.abs(u_r - u)) <= 1e-12 * np.max(np.abs(u))
+    assert np.max(np.abs(alpha_r - alpha)) <= 1e-12 * np.max(np.abs(alpha))
+
+
 # -- other processes: killed runs, other numbers of ranks -------------------------------------
 def child_env():
     env = dict(os.environ)
@@ -286,7 +336,12 @@ def test_restart_from_two_ranks_on_one_and_from_one_on_two(uninterrupted, tmp_pa
 
     result = tmp_path / "fingerprint.npz"
     out = run_child(
-        "restart", uninterrupted["root"] / "step-00000003", "--steps", STEPS, "--out", result,
+        "restart",
+        uninterrupted["root"] / "step-00000003",
+        "--steps",
+        STEPS,
+        "--out",
+        result,
         ranks=2,
     )
     assert out.returncode == 0, out.stderr

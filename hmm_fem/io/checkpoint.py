@@ -237,9 +237,7 @@ def _write_dispatcher(path: Path, state: dict) -> None:
     if len(widths) > 1:
         raise ValueError(f"dispatcher cache keys of several widths {sorted(widths)} (bytes)")
     data["cache/keys"] = (
-        np.array([np.frombuffer(k, dtype=np.float64) for k in keys])
-        if keys
-        else np.zeros((0, 0))
+        np.array([np.frombuffer(k, dtype=np.float64) for k in keys]) if keys else np.zeros((0, 0))
     )
     data["cache/codes"] = np.array(
         [np.full(2, np.nan) if c is None else np.asarray(c, dtype=np.float64) for c in codes]
