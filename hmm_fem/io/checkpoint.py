@@ -351,7 +351,8 @@ def _as_checkpoint(where, comm: MPI.Comm) -> Checkpoint:
         return where
     folder = Path(where)
     if (folder / _MANIFEST).is_file():
-        return Checkpoint(folder, int(_read_manifest(folder)["step"]), _read_manifest(folder))
+        manifest = _read_manifest(folder)
+        return Checkpoint(folder, int(manifest["step"]), manifest)
     return latest_checkpoint(folder, comm)
 
 
