@@ -200,6 +200,17 @@ def test_keep_prunes_old_checkpoints_and_bad_input_is_refused(tmp_path):
         ckpt.latest_checkpoint(tmp_path / "nothing", MPI.COMM_SELF)
     with pytest.raises(TypeError, match="checkpoint_state"):
         ckpt.save_checkpoint(object(), tmp_path, 1)
+    # Before the first step: no history to save; the restart starts from virgin points.
+    virgin = build(fresh_mesh(MPI.COMM_SELF))
+    found = ckpt.save_checkpoint(virgin, tmp_path / "virgin", 0)
+    again = build(ckpt.read_checkpoint_mesh(found, MPI.COMM_SELF))
+    assert ckpt.restore(again, found) == 0
+    advance(again, 1, 1)
+    advance(virgin, 1, 1)
+    a, b = fingerprint(again), fingerprint(virgin)
+    assert np.max(b["h"]) > 0 and np.array_equal(a["clock"], b["clock"])
+    for name in ("T", "h"):
+        assert np.max(np.abs(a[name] - b[name])) <= 1e-12 * np.max(np.abs(b[name]))
 
 
 def test_every_seconds_saves_by_wall_time(tmp_path):

@@ -154,11 +154,13 @@ def save_checkpoint(problem, root: str | os.PathLike, step: int, keep: int = 2) 
     root = Path(root)
     final = root / _step_name(step)
     partial = root / f".{_step_name(step)}{_PARTIAL}"
-    if comm.rank == 0:
+
+    def start():
         # A partial folder of this step is a killed earlier attempt: start afresh.
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
-    comm.barrier()
+
+    _on_root(comm, start)
 
     fields = partial / _FIELDS
     with _quiet_adios():
@@ -169,12 +171,14 @@ def save_checkpoint(problem, root: str | os.PathLike, step: int, keep: int = 2) 
     couplings = []
     for i, coupling in enumerate(parts["couplings"]):
         dispatcher = coupling.dispatcher
-        history = dispatcher.history is not None
+        # Before the first evaluation every point is virgin: nothing to save.
+        history = dispatcher.history is not None and bool(
+            comm.allreduce(dispatcher.history.point_ids is not None, op=MPI.LOR)
+        )
         if history:
             dispatcher.save_history(partial / f"coupling-{i}.history.npz")
         state = dispatcher.export_state()
-        if comm.rank == 0:
-            _write_dispatcher(partial / f"coupling-{i}.dispatcher.npz", state)
+        _on_root(comm, _write_dispatcher, partial / f"coupling-{i}.dispatcher.npz", state)
         couplings.append(
             {
                 "model": type(dispatcher.model).__name__,
@@ -182,8 +186,7 @@ def save_checkpoint(problem, root: str | os.PathLike, step: int, keep: int = 2) 
                 "cache_entries": len(state["keys"]),
             }
         )
-    comm.barrier()
-
+    manifest = None
     if comm.rank == 0:
         manifest = {
             "format": _FORMAT,
@@ -197,10 +200,28 @@ def save_checkpoint(problem, root: str | os.PathLike, step: int, keep: int = 2) 
             "scalars": {k: float(v) for k, v in parts["scalars"].items()},
             "couplings": couplings,
         }
+
+    def finish():
         _commit_folder(partial, final, manifest)
         _prune(root, keep)
-    comm.barrier()
+
+    _on_root(comm, finish)
     return final
+
+
+def _on_root(comm: MPI.Comm, work, *args) -> None:
+    """Run ``work(*args)`` on rank 0; an exception there is raised on every rank."""
+    failure, message = None, None
+    if comm.rank == 0:
+        try:
+            work(*args)
+        except Exception as exc:  # noqa: BLE001 - re-raised collectively below
+            failure, message = exc, f"{type(exc).__name__}: {exc}"
+    message = comm.bcast(message, root=0)
+    if failure is not None:
+        raise failure
+    if message is not None:
+        raise RuntimeError(f"checkpoint: rank 0 failed: {message}")
 
 
 def _commit_folder(partial: Path, final: Path, manifest: dict) -> None:
