@@ -328,8 +328,9 @@ class Dispatcher:
         :mod:`hmm_fem.io.checkpoint` for the file format.
 
         Returns:
-            ``{"clock": MacroClock, "keys": [bytes], "results": [dict], "codes": [array or
-            None], "failure_log": [str]}``, oldest cache entry first.
+            A dict: ``clock`` (a copy of the :class:`MacroClock`), ``keys`` (the cache keys,
+            bytes), ``results`` (their result dicts), ``codes`` (the updated history's code
+            of each, or None) and ``failure_log`` (a list of str); oldest cache entry first.
         """
         keys, results, codes = [], [], []
         for key, (result, code) in self._cache.items():

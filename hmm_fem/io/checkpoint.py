@@ -14,10 +14,11 @@ A checkpoint is one folder ``<root>/step-<NNNNNNNN>/``:
   ``cache/codes`` (``(n, 2)``, the updated history's content hash, NaN: none),
   ``cache/result/<name>`` (``(n, *shape)``), and ``clock`` (``time, dt, step, iteration``)
   and ``failure_log`` (JSON text).
-* ``manifest.json``, written last: ``{"format": "hmm-fem-checkpoint", "version": 1,
-  "step", "time", "created" (UTC ISO), "ranks", "problem" (class name), "functions"
-  (names), "scalars" (name -> float, exact through ``repr``), "couplings": [{"model",
-  "history", "cache_entries"}]}``.
+* ``manifest.json``, written last, a JSON object: ``format`` (``"hmm-fem-checkpoint"``),
+  ``version`` (:data:`CHECKPOINT_VERSION`), ``step``, ``time``, ``created`` (UTC, ISO
+  8601), ``ranks`` (of the run that wrote it), ``problem`` (class name), ``functions``
+  (names), ``scalars`` (name -> float; JSON keeps floats exactly), ``couplings`` (one
+  object per coupling: ``model`` class name, ``history`` (bool), ``cache_entries``).
 
 Atomicity: every rank writes into ``<root>/.step-<NNNNNNNN>.partial/``; after a barrier
 rank 0 writes the manifest, flushes it to disk and renames the folder to its final name

@@ -126,8 +126,8 @@ class SteadyHeat:
         """What :mod:`hmm_fem.io.checkpoint` saves of this problem.
 
         Returns:
-            ``{"functions": {name: fem.Function}, "scalars": {name: float},
-            "couplings": [MicroCoupling]}``.
+            A dict: ``functions`` (name -> ``fem.Function``), ``scalars`` (name -> float)
+            and ``couplings`` (the problem's micro couplings).
         """
         return {"functions": {"T": self.T}, "scalars": {}, "couplings": self.problem.couplings}
 
