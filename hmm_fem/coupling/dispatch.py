@@ -319,6 +319,61 @@ class Dispatcher:
         self.history.load(path, point_ids)
         self._cache.clear()
 
+    # -- checkpoints -----------------------------------------------------------------------------
+    def export_state(self) -> dict:
+        """What a restart needs besides the histories: the clock, the cache, the failure log.
+
+        The cache is the same on every rank (results are shared), so any rank's export is
+        the whole cache. Call it between steps (after :meth:`commit`); see
+        :mod:`hmm_fem.io.checkpoint` for the file format.
+
+        Returns:
+            A dict: ``clock`` (a copy of the :class:`MacroClock`), ``keys`` (the cache keys,
+            bytes), ``results`` (their result dicts), ``codes`` (the updated history's code
+            of each, or None) and ``failure_log`` (a list of str); oldest cache entry first.
+        """
+        keys, results, codes = [], [], []
+        for key, (result, code) in self._cache.items():
+            keys.append(key)
+            results.append(result)
+            codes.append(code)
+        return {
+            "clock": dataclasses.replace(self.clock),
+            "keys": keys,
+            "results": results,
+            "codes": codes,
+            "failure_log": list(self.failure_log),
+        }
+
+    def import_state(self, clock: MacroClock, keys, results, codes, failure_log=()) -> int:
+        """Restore what :meth:`export_state` gave (after :meth:`load_history`, if any).
+
+        Cache entries whose updated history no rank holds any more are dropped, as
+        :meth:`commit` would have done.
+
+        Returns:
+            The number of cache entries restored.
+
+        Raises:
+            ValueError: If the lists differ in length.
+        """
+        if not (len(keys) == len(results) == len(codes)):
+            raise ValueError(
+                f"dispatcher state: {len(keys)} cache keys, {len(results)} results and "
+                f"{len(codes)} history codes; they must match one to one"
+            )
+        self.clock = dataclasses.replace(clock)
+        self._cache.clear()
+        for key, result, code in zip(keys, results, codes):
+            code = None if code is None else np.asarray(code, dtype=np.float64)
+            if code is not None and (self.history is None or not self._held(code)):
+                continue
+            self._cache[bytes(key)] = ({k: np.asarray(v) for k, v in result.items()}, code)
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        self.failure_log = list(failure_log)[-1000:]
+        return len(self._cache)
+
     def _require_history(self) -> None:
         if self.history is None:
             raise ValueError(f"{type(self.model).__name__} has no history (no internal variables)")

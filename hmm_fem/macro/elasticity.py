@@ -471,6 +471,24 @@ class StaticElasticity:
             steps=attempts,
         )
 
+    # -- checkpoints -------------------------------------------------------------------------
+    def checkpoint_state(self) -> dict:
+        """What :mod:`hmm_fem.io.checkpoint` saves: ``u``, the converged load, the couplings.
+
+        Save between :meth:`solve` calls (e.g. ``solve(steps=1, load=0.25)``, then 0.5 ...):
+        the state is that of :attr:`converged_load`.
+        """
+        return {
+            "functions": {"u": self.u},
+            "scalars": {"converged_load": float(self.converged_load)},
+            "couplings": self.problem.couplings,
+        }
+
+    def restore_state(self, scalars) -> None:
+        """Set the converged load (and the loads it scales) of a restarted run."""
+        self.converged_load = float(scalars["converged_load"])
+        self.set_load(self.converged_load)
+
     # -- output -----------------------------------------------------------------------------
     @property
     def statistics(self) -> MicroStatistics:

@@ -122,6 +122,18 @@ class SteadyHeat:
         self.problem.commit()
         return report
 
+    def checkpoint_state(self) -> dict:
+        """What :mod:`hmm_fem.io.checkpoint` saves of this problem.
+
+        Returns:
+            A dict: ``functions`` (name -> ``fem.Function``), ``scalars`` (name -> float)
+            and ``couplings`` (the problem's micro couplings).
+        """
+        return {"functions": {"T": self.T}, "scalars": {}, "couplings": self.problem.couplings}
+
+    def restore_state(self, scalars: Mapping[str, float]) -> None:
+        """Set the scalars saved by :meth:`checkpoint_state` (the functions are read in place)."""
+
     def effective_conductivity(self) -> np.ndarray:
         """Cell averages of K* at the last evaluation, ``(num_owned_cells, d, d)``."""
         return self.coupling.cell_averages("K")
@@ -184,6 +196,19 @@ class TransientHeat(SteadyHeat):
         self.T_old.x.array[:] = self.T.x.array
         self.time += dt
         return report
+
+
+    def checkpoint_state(self) -> dict:
+        """T, T_old, the time and the time step, and the micro couplings (see the base class)."""
+        state = super().checkpoint_state()
+        state["functions"]["T_old"] = self.T_old
+        state["scalars"] = {"time": self.time, "dt": float(self.dt.value)}
+        return state
+
+    def restore_state(self, scalars: Mapping[str, float]) -> None:
+        """Set the time and the time step of a restarted run."""
+        self.time = float(scalars["time"])
+        self.dt.value = float(scalars["dt"])
 
 
 class SteadyDarcy(SteadyHeat):
