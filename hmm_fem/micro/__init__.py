@@ -33,6 +33,9 @@ __all__ = [
     "HyperelasticModel",
     "PermeabilityModel",
     "PlasticityModel",
+    "GaussianProcessSurrogate",
+    "ReducedBasisSurrogate",
+    "SurrogateStatistics",
 ]
 
 _LAZY = {
@@ -42,6 +45,9 @@ _LAZY = {
     "HyperelasticModel": "cell_models",
     "PermeabilityModel": "cell_models",
     "PlasticityModel": "cell_models",
+    "GaussianProcessSurrogate": "surrogates",
+    "ReducedBasisSurrogate": "surrogates",
+    "SurrogateStatistics": "surrogates",
 }
 
 
