@@ -122,7 +122,11 @@ class GaussianProcess:
         Y: Training outputs ``(n, m)``.
         lengths: Length scale per input column in the standardised inputs; ``None``: fit by
             maximum profile likelihood.
-        nugget: Added to the correlation diagonal for conditioning (deterministic data).
+        nugget: Added to the correlation diagonal for conditioning (deterministic data);
+            the likelihood fit avoids length scales at which the matrix is not positive
+            definite in floating point. It sets a floor of about ``sqrt(nugget)`` relative
+            to the spread of the data on the posterior standard deviation.
+        start: Starting length scales of the fit (e.g. the previous fit's), tried first.
         shift: Input shift (default: the training mean), kept fixed by refits.
         spread: Input scale per column (default: the training standard deviation, or 1).
         kernel: ``"matern52"`` (twice differentiable sample paths: smooth maps) or
@@ -137,14 +141,16 @@ class GaussianProcess:
         X: np.ndarray,
         Y: np.ndarray,
         lengths: np.ndarray | None = None,
-        nugget: float = 1e-10,
+        nugget: float = 1e-12,
         shift: np.ndarray | None = None,
         spread: np.ndarray | None = None,
         kernel: str = "matern52",
+        start: np.ndarray | None = None,
     ):
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {sorted(KERNELS)}, got {kernel!r}")
         self.kernel = kernel
+        self._start = None if start is None else np.log(np.asarray(start, dtype=np.float64))
         self._k = KERNELS[kernel]
         X = np.asarray(X, dtype=np.float64)
         Y = np.asarray(Y, dtype=np.float64)
@@ -190,10 +196,14 @@ class GaussianProcess:
         s = self._Xs.shape[1]
         bounds = [(np.log(0.05), np.log(1e3))] * s
         best = None
-        for start in (np.log(0.3), np.log(1.0), np.log(3.0)):
+        starts = [np.full(s, np.log(v)) for v in (0.3, 1.0, 3.0)]
+        if self._start is not None:
+            # A refit after new data starts from the previous optimum and one default.
+            starts = [np.clip(self._start, *bounds[0]), starts[1]]
+        for start in starts:
             result = scipy.optimize.minimize(
                 self._negative_log_likelihood,
-                np.full(s, start),
+                start,
                 method="L-BFGS-B",
                 bounds=bounds,
             )
@@ -387,8 +397,14 @@ class GaussianProcessSurrogate(MicroModel):
         if self._gp is None or n >= 1.25 * self._fitted_size:
             lengths = None
             if self.comm.rank == 0:
+                previous = None if self._gp is None else self._gp.lengths
                 lengths = GaussianProcess(
-                    self._X, self._Y, shift=shift, spread=spread, kernel=self.kernel
+                    self._X,
+                    self._Y,
+                    shift=shift,
+                    spread=spread,
+                    kernel=self.kernel,
+                    start=previous,
                 ).lengths
             lengths = self.comm.bcast(lengths, root=0) if self.comm.size > 1 else lengths
             self._fitted_size = n
