@@ -235,3 +235,57 @@ def test_gp_gives_the_same_answers_and_fallbacks_on_any_number_of_ranks():
     assert np.array_equal(world[1], alone[1])
     assert world[2].surrogate_answers == alone[2].surrogate_answers > 0
     assert world[2].fallbacks == alone[2].fallbacks > 0
+
+
+def test_gp_on_the_conductivity_cell_answers_within_tolerance(conductivity):
+    """The real FE cell as the true model: every answer of the surrogate is within the
+    tolerance of the full cell's K* (checked at every state), and it learns: the later calls
+    are mostly answered by the surrogate."""
+    model, _ = conductivity
+    tolerance = 1e-4
+    surrogate = GaussianProcessSurrogate(model, tolerance, comm=MPI.COMM_SELF)
+    surrogate.train(np.linspace(300.0, 360.0, 10)[:, None])
+    dispatcher = Dispatcher(surrogate, MPI.COMM_SELF)
+    rng = np.random.default_rng(4)
+    errors, answered = [], []
+    for _ in range(6):
+        before = surrogate.statistics.surrogate_answers
+        T = rng.uniform(300.0, 360.0, 25)
+        response = dispatcher.evaluate({"T": T, "grad_T": np.tile([1.0, 0.0], (25, 1))})
+        answered.append(surrogate.statistics.surrogate_answers - before)
+        K = -response.derivatives["grad_T"]
+        for i in range(25):
+            full = model.solve(np.array([T[i]]))["K"]
+            errors.append(np.linalg.norm(K[i] - full) / np.linalg.norm(full))
+    stats = surrogate.statistics
+    assert stats.surrogate_answers + stats.fallbacks == 150
+    assert surrogate.training_size == 10 + stats.fallbacks
+    assert sum(answered[-2:]) >= 35, (answered, str(stats))
+    assert max(errors) <= tolerance, max(errors)
+
+
+@pytest.mark.mpi
+def test_reduced_basis_surrogate_gives_the_same_answers_on_any_number_of_ranks(conductivity):
+    """Through a dispatcher on COMM_WORLD and on COMM_SELF: the same K* at every point and the
+    same numbers of reduced and full answers (the decision depends on the state only)."""
+    import warnings
+
+    model, rb = conductivity
+    comm = MPI.COMM_WORLD
+    T = np.linspace(300.0, 390.0, 19)  # 370 K and above lie outside the basis's range
+    runs = {}
+    for name, c in (("world", comm), ("self", MPI.COMM_SELF)):
+        surrogate = ReducedBasisSurrogate(model, rb, tolerance=1e-6)
+        share = np.array_split(np.arange(len(T)), c.size)[c.rank]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            response = Dispatcher(surrogate, c).evaluate(
+                {"T": T[share], "grad_T": np.ones((len(share), 2))}
+            )
+        parts = c.allgather(response.value) if c.size > 1 else [response.value]
+        runs[name] = (np.concatenate(parts), surrogate.statistics.total(c))
+    world, alone = runs["world"], runs["self"]
+    assert np.array_equal(world[0], alone[0])
+    # 300..355 K: 12 answers; 360 K falls back too (T + h of the tangent leaves the range).
+    assert world[1].surrogate_answers == alone[1].surrogate_answers == 12
+    assert world[1].fallbacks == alone[1].fallbacks == 7

@@ -115,7 +115,7 @@ class SurrogateStatistics:
 
 
 class GaussianProcess:
-    """A Gaussian process with a constant mean and a Matérn correlation (NumPy/SciPy).
+    """A Gaussian process with a linear trend and a Matérn correlation (NumPy/SciPy).
 
     Args:
         X: Training inputs ``(n, s)``.
@@ -127,6 +127,12 @@ class GaussianProcess:
             definite in floating point. It sets a floor of about ``sqrt(nugget)`` relative
             to the spread of the data on the posterior standard deviation.
         start: Starting length scales of the fit (e.g. the previous fit's), tried first.
+        active: Which outputs the likelihood fit uses (``(m,)`` booleans; default all):
+            outputs that are round-off (the off-diagonal of an isotropic tensor) would
+            pull the length scales to zero.
+        trend: The mean, ``"linear"`` in the inputs (default; estimated by generalised least
+            squares, its uncertainty in the variance) or ``"constant"``. With fewer than
+            ``s + 3`` points the trend is constant.
         shift: Input shift (default: the training mean), kept fixed by refits.
         spread: Input scale per column (default: the training standard deviation, or 1).
         kernel: ``"matern52"`` (twice differentiable sample paths: smooth maps) or
@@ -146,6 +152,8 @@ class GaussianProcess:
         spread: np.ndarray | None = None,
         kernel: str = "matern52",
         start: np.ndarray | None = None,
+        active: np.ndarray | None = None,
+        trend: str = "linear",
     ):
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {sorted(KERNELS)}, got {kernel!r}")
@@ -166,35 +174,60 @@ class GaussianProcess:
         self.X, self.Y = X, Y
         self.nugget = float(nugget)
         self._Xs = (X - self.shift) / self.spread
-        self.mean = Y.mean(axis=0)
-        self._Yc = Y - self.mean
+        if trend not in ("constant", "linear"):
+            raise ValueError(f"trend must be 'constant' or 'linear', got {trend!r}")
+        # A linear trend needs a few more points than coefficients (n - p degrees of freedom).
+        self.trend = trend if len(X) >= X.shape[1] + 3 else "constant"
+        self._H = self._basis(self._Xs)
+        self.active = (
+            np.ones(Y.shape[1], dtype=bool) if active is None else np.asarray(active, dtype=bool)
+        )
         self.lengths = self.fit_lengths() if lengths is None else np.asarray(lengths, float)
         self._factorise()
+
+    def _basis(self, xs: np.ndarray) -> np.ndarray:
+        ones = np.ones((len(xs), 1))
+        return np.hstack([ones, xs]) if self.trend == "linear" else ones
 
     def _correlation(self, log_lengths: np.ndarray) -> np.ndarray:
         R = self._k(self._Xs, self._Xs, np.exp(log_lengths))
         R[np.diag_indices_from(R)] += self.nugget
         return R
 
+    def _gls(self, chol, Y: np.ndarray):
+        """Generalised least squares trend: ``(beta, R^-1 H, (H^T R^-1 H) factor, R^-1 r)``."""
+        RiH = scipy.linalg.cho_solve(chol, self._H)
+        A = scipy.linalg.cho_factor(self._H.T @ RiH, lower=True)
+        beta = scipy.linalg.cho_solve(A, RiH.T @ Y)
+        alpha = scipy.linalg.cho_solve(chol, Y - self._H @ beta)
+        return beta, RiH, A, alpha
+
     def _negative_log_likelihood(self, log_lengths: np.ndarray) -> float:
-        n = len(self._Xs)
+        """The restricted (REML) likelihood with the variances profiled out."""
+        n, p = self._H.shape
         try:
             chol = scipy.linalg.cho_factor(self._correlation(log_lengths), lower=True)
+            Y = self.Y[:, self.active]
+            _, _, A, alpha = self._gls(chol, Y)
         except np.linalg.LinAlgError:
             return 1e300
-        alpha = scipy.linalg.cho_solve(chol, self._Yc)
-        variances = np.einsum("nk,nk->k", self._Yc, alpha) / n
-        scale = np.abs(self._Yc).max(axis=0)
+        residual = alpha  # R^-1 (Y - H beta); the quadratic form is (Y - H beta)^T alpha
+        variances = np.einsum(
+            "nk,nk->k",
+            Y - self._H @ scipy.linalg.cho_solve(A, scipy.linalg.cho_solve(chol, self._H).T @ Y),
+            residual,
+        ) / (n - p)
+        scale = np.abs(Y - Y.mean(axis=0)).max(axis=0)
         varying = variances > (1e-24 * np.maximum(scale, 1e-300) ** 2)
         if not varying.any():
             return 0.0
-        logdet = 2.0 * np.log(np.diag(chol[0])).sum()
-        return 0.5 * (n * np.log(variances[varying]).sum() + varying.sum() * logdet)
+        logdet = 2.0 * np.log(np.diag(chol[0])).sum() + 2.0 * np.log(np.diag(A[0])).sum()
+        return 0.5 * ((n - p) * np.log(variances[varying]).sum() + varying.sum() * logdet)
 
     def fit_lengths(self) -> np.ndarray:
-        """The length scales of largest profile likelihood (deterministic multi-start)."""
+        """The length scales of largest restricted likelihood (deterministic multi-start)."""
         s = self._Xs.shape[1]
-        bounds = [(np.log(0.05), np.log(1e3))] * s
+        bounds = [(np.log(0.05), np.log(10.0))] * s
         best = None
         starts = [np.full(s, np.log(v)) for v in (0.3, 1.0, 3.0)]
         if self._start is not None:
@@ -212,25 +245,35 @@ class GaussianProcess:
         return np.exp(best.x)
 
     def _factorise(self) -> None:
-        n = len(self._Xs)
+        n, p = self._H.shape
         R = self._k(self._Xs, self._Xs, self.lengths)
         R[np.diag_indices_from(R)] += self.nugget
         self._chol = scipy.linalg.cho_factor(R, lower=True)
-        self._alpha = scipy.linalg.cho_solve(self._chol, self._Yc)
-        self.variances = np.einsum("nk,nk->k", self._Yc, self._alpha) / n
+        self._beta, self._RiH, self._A, self._alpha = self._gls(self._chol, self.Y)
+        self.variances = np.einsum("nk,nk->k", self.Y - self._H @ self._beta, self._alpha) / (n - p)
+        # Leave-one-out in closed form, the trend refitted without the point (Dubrule 1983):
+        # with Q = R^-1 - R^-1 H (H^T R^-1 H)^-1 H^T R^-1, the residual is (Q y)_i / Q_ii
+        # (and Q y = alpha), the variance sigma^2 / Q_ii.
         Rinv = scipy.linalg.cho_solve(self._chol, np.eye(n))
-        diag = np.diag(Rinv)
-        # Leave-one-out in closed form (R&W eq. 5.12): residual and variance per point.
+        diag = np.diag(Rinv) - np.einsum(
+            "np,np->n", self._RiH, scipy.linalg.cho_solve(self._A, self._RiH.T).T
+        )
         self.loo_error = self._alpha / diag[:, None]
         self.loo_variance = self.variances[None, :] / diag[:, None]
 
     def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior mean ``(p, m)`` and variance ``(p, m)`` at inputs ``x`` (``(p, s)``)."""
+        """Posterior mean ``(p, m)`` and variance ``(p, m)`` at inputs ``x`` (``(p, s)``).
+
+        The variance includes the uncertainty of the trend coefficients (R&W eq. 2.42).
+        """
         xs = (np.atleast_2d(np.asarray(x, dtype=np.float64)) - self.shift) / self.spread
         k = self._k(xs, self._Xs, self.lengths)  # (p, n)
-        mean = self.mean + k @ self._alpha
+        h = self._basis(xs)
+        mean = h @ self._beta + k @ self._alpha
         v = scipy.linalg.solve_triangular(self._chol[0], k.T, lower=True)
-        reduction = np.clip(1.0 - np.einsum("np,np->p", v, v), 0.0, None)
+        u = h - k @ self._RiH  # (p, q)
+        trend = np.einsum("pq,pq->p", u, scipy.linalg.cho_solve(self._A, u.T).T)
+        reduction = np.clip(1.0 - np.einsum("np,np->p", v, v) + trend, 0.0, None)
         return mean, reduction[:, None] * self.variances[None, :]
 
 
@@ -405,6 +448,7 @@ class GaussianProcessSurrogate(MicroModel):
                     spread=spread,
                     kernel=self.kernel,
                     start=previous,
+                    active=self._significant(),
                 ).lengths
             lengths = self.comm.bcast(lengths, root=0) if self.comm.size > 1 else lengths
             self._fitted_size = n
@@ -425,6 +469,15 @@ class GaussianProcessSurrogate(MicroModel):
             ratios.append(np.where(meaningful, error / np.maximum(bound, 1e-300), 0.0))
         ratio = np.concatenate(ratios) if ratios else np.zeros(1)
         self.calibration = max(1.0, float(np.quantile(ratio, self.level, method="higher")))
+
+    def _significant(self) -> np.ndarray:
+        """Outputs that vary by more than round-off of their entry (for the length fit)."""
+        active = np.zeros(self._Y.shape[1], dtype=bool)
+        for _, sl in self._slices():
+            block = self._Y[:, sl]
+            scale = np.abs(block).max()
+            active[sl] = np.ptp(block, axis=0) > 1e-10 * max(scale, 1e-300)
+        return active
 
     def _checked(self):
         for k, sl in self._slices():
