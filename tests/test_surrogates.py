@@ -289,3 +289,13 @@ def test_reduced_basis_surrogate_gives_the_same_answers_on_any_number_of_ranks(c
     # 300..355 K: 12 answers; 360 K falls back too (T + h of the tangent leaves the range).
     assert world[1].surrogate_answers == alone[1].surrogate_answers == 12
     assert world[1].fallbacks == alone[1].fallbacks == 7
+
+
+def test_reduced_basis_surrogate_refuses_a_basis_of_another_cell(conductivity):
+    model, rb = conductivity
+    other = ConductivityModel(
+        cells.square(0.4, mesh_size=0.2), {"matrix": 1.0, "inclusion": LinearLaw(10.0, 0.05, 300.0)}
+    )
+    surrogate = ReducedBasisSurrogate(other, rb, 1e-6)
+    with pytest.raises(ValueError, match="trained on a cell with .* dofs"):
+        surrogate.solve(np.array([310.0]))

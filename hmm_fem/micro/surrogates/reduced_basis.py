@@ -72,18 +72,20 @@ class ReducedBasisSurrogate(MicroModel):
             raise ValueError(f"the reduced basis is of kind '{basis.kind}', not 'conductivity'")
         if not (np.isfinite(tolerance) and tolerance > 0):
             raise ValueError(f"tolerance must be positive, got {tolerance}")
-        cell_phases = dict(model.cell_problem(T=300.0).cell.phases)
-        if cell_phases != dict(basis.phases):
-            raise ValueError(
-                f"the reduced basis has the phases {basis.phases}, the model's cell "
-                f"{cell_phases}; train the basis on model.cell_problem(...)"
-            )
         for key, law in model.laws.items():
-            if np.ndim(law.value(300.0)) != 0:
+            # A law's value at no temperature has the shape (0, *property shape).
+            if np.asarray(law.value(np.zeros(0))).ndim > 1:
                 raise ValueError(
                     f"the law of phase {key!r} is anisotropic; the reduced basis covers "
                     "isotropic phases only"
                 )
+        tag_to_name = {tag: name for name, tag in basis.phases.items()}
+        unknown = [k for k in model.laws if tag_to_name.get(k, k) not in basis.phases]
+        if unknown or len(model.laws) != len(basis.phases):
+            raise ValueError(
+                f"the model's laws name the phases {list(model.laws)}, the reduced basis has "
+                f"{basis.phases}; train the basis on model.cell_problem(T=...)"
+            )
         self.model = model
         self.basis = basis
         self.tolerance = float(tolerance)
@@ -93,12 +95,31 @@ class ReducedBasisSurrogate(MicroModel):
         self.state_names = tuple(model.state_names)
         self.statistics = SurrogateStatistics(training_size=int(basis.size))
         self.fallback_states: list[np.ndarray] = []
-        tag_to_name = {tag: name for name, tag in basis.phases.items()}
         names = list(basis.phases)
         self._order = [
             names.index(tag_to_name.get(key, key)) for key in model.laws
         ]  # law order -> phase order
         self._laws = list(model.laws.values())
+        self._checked = False
+
+    def _check_cell(self, state: np.ndarray) -> None:
+        """Check that the basis belongs to the model's cell.
+
+        Done at the first solve: the cell is built at a state's temperature (a law may be
+        undefined at an arbitrary one).
+        """
+        T = float(state[0]) if self.model.temperature_dependent else None
+        problem = self.model.cell_problem(T=T)
+        dofs = int(problem.system.load.getSize())
+        if dofs != self.basis.fingerprint["dofs"] or dict(problem.cell.phases) != dict(
+            self.basis.phases
+        ):
+            raise ValueError(
+                f"the reduced basis was trained on a cell with {self.basis.fingerprint['dofs']} "
+                f"dofs and phases {self.basis.phases}; the model's cell has {dofs} dofs and "
+                f"phases {dict(problem.cell.phases)}: train it on model.cell_problem(T=...)"
+            )
+        self._checked = True
 
     def _params(self, T: np.ndarray) -> np.ndarray:
         """``(S, P, 1)`` phase conductivities at temperatures ``T`` (``(S,)``)."""
@@ -113,6 +134,8 @@ class ReducedBasisSurrogate(MicroModel):
 
     def solve(self, state: np.ndarray, context: SolveContext | None = None) -> dict:
         """``K*`` and ``dK*/dT`` from the reduced basis where certified, else the full cell."""
+        if not self._checked:
+            self._check_cell(state)
         T = float(state[0]) if self.model.temperature_dependent else 0.0
         h = _EPS ** (1.0 / 3.0) * max(abs(T), 1.0)
         temperatures = np.array([T, T - h, T + h]) if self.model.temperature_dependent else [T]
