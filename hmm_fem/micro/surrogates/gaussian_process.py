@@ -5,19 +5,23 @@ with a small state (a few columns: a temperature, a volume fraction). It interpo
 model's *solve results* (every array the solve returns, flattened) as functions of the
 state row, so the wrapped model's :meth:`~hmm_fem.micro.MicroModel.respond` is unchanged.
 
-**The interpolant.** A Gaussian process with a constant mean (the training mean), a
-Matérn 5/2 correlation with one length per state column (fitted by maximising the
-profile likelihood, shared by all outputs) and one signal variance per output (its
-closed-form maximum-likelihood value). Posterior mean and variance are the standard
-formulas (Rasmussen and Williams 2006, eqs. 2.25-2.26).
+**The interpolant.** A Gaussian process with a linear trend in the state (generalised
+least squares; its uncertainty enters the variance, Rasmussen and Williams 2006, eq.
+2.42), a Matérn 5/2 correlation (or 3/2 for maps with kinks) with one length per state
+column (fitted by maximising the restricted likelihood, shared by all outputs, at most 10
+standard deviations of the training states: longer ones made the variance cancel to a
+floor of 1e-3 relative) and one signal variance per output (its closed-form REML
+value). Every solve entry is interpolated on its own: a tangent the model returns
+(``dK_dT``) is interpolated like ``K``, not differentiated from it, so it is consistent
+with the surrogate's ``K`` only to the tolerance.
 
 **The bound.** For every solve entry ``y`` (``K``, ``dK_dT`` ...) the predicted error is
 bounded by ``c z sqrt(sum_k var_k)`` in the Frobenius norm, where ``z`` is the two-sided
 normal quantile of the level (1.96 at 95 %), ``var_k`` the posterior variances of the
 entry's components and ``c >= 1`` a calibration factor from leave-one-out
 cross-validation: the level-quantile over the training points of the ratio of the LOO
-error to the LOO bound (closed form, R&W eq. 5.12), so the bound covers at least the
-requested fraction of the left-out points. Under the Gaussian model the norm bound holds
+error to the LOO bound (closed form with the trend refitted, Dubrule 1983), so the bound
+covers at least the requested fraction of the left-out points. Under the Gaussian model the norm bound holds
 at least as often as the one-component bound once ``z >= 1.24`` (Székely and Bakirov
 2003: for weights summing to one, ``P(sum w_i Z_i^2 <= x) >= P(Z^2 <= x)`` for
 ``x >= 1.5365``).
@@ -33,7 +37,13 @@ with the training set as it was at the start of the call; the fallback solves of
 ranks are gathered in :meth:`~GaussianProcessSurrogate.respond` (which the dispatcher
 calls on every rank once per evaluation: this wrapper's ``respond`` is collective over
 its ``comm``), sorted by state and added, and the process is refitted (length scales on
-rank 0, broadcast).
+rank 0, broadcast). A consequence: at the first call (an empty training set) every
+distinct state falls back; :meth:`~GaussianProcessSurrogate.train` on a few states
+(a line or a Halton set over the expected range) avoids that.
+
+**Measured** (2000 random states, nominal level 95 %): on a smooth 2-state map the bound
+covered 99.4-100 % of the true errors at 12-80 training states, 3-40 times above the
+median error; on a map with a kink Matérn 5/2 covered 89-98 %, Matérn 3/2 98-99.5 %.
 """
 
 from __future__ import annotations
@@ -208,15 +218,10 @@ class GaussianProcess:
         try:
             chol = scipy.linalg.cho_factor(self._correlation(log_lengths), lower=True)
             Y = self.Y[:, self.active]
-            _, _, A, alpha = self._gls(chol, Y)
+            beta, _, A, alpha = self._gls(chol, Y)
         except np.linalg.LinAlgError:
             return 1e300
-        residual = alpha  # R^-1 (Y - H beta); the quadratic form is (Y - H beta)^T alpha
-        variances = np.einsum(
-            "nk,nk->k",
-            Y - self._H @ scipy.linalg.cho_solve(A, scipy.linalg.cho_solve(chol, self._H).T @ Y),
-            residual,
-        ) / (n - p)
+        variances = np.einsum("nk,nk->k", Y - self._H @ beta, alpha) / (n - p)
         scale = np.abs(Y - Y.mean(axis=0)).max(axis=0)
         varying = variances > (1e-24 * np.maximum(scale, 1e-300) ** 2)
         if not varying.any():
@@ -382,14 +387,6 @@ class GaussianProcessSurrogate(MicroModel):
                 f"{self._layout}"
             )
         return np.concatenate([result[k].reshape(-1) for k in self._layout])
-
-    def _unflatten(self, row: np.ndarray) -> dict[str, np.ndarray]:
-        out, offset = {}, 0
-        for k, shape in self._layout.items():
-            size = int(np.prod(shape))
-            out[k] = row[offset : offset + size].reshape(shape).copy()
-            offset += size
-        return out
 
     def _slices(self):
         offset = 0
