@@ -20,6 +20,7 @@ from hmm_fem.micro import (
     MicroResponse,
     ReducedBasisSurrogate,
 )
+from hmm_fem.micro.surrogates import ANSWERED_KEY, INDICATOR_KEY
 
 LOWER, UPPER = np.array([300.0, 0.1]), np.array([400.0, 0.6])
 
@@ -120,9 +121,14 @@ def test_gp_falls_back_above_the_tolerance_and_learns_from_the_fallbacks():
         exact = np.array([model.exact(*s) for s in states])
         K = -response.derivatives["grad_T"]
         errors.append(np.linalg.norm(np.einsum("nii->ni", K) - exact, axis=1))
+        flags = response.solutions[ANSWERED_KEY]
+        assert flags.shape == (40,) and np.all(surrogate.last_answered == (flags == 1.0))
+        accepted = response.solutions[INDICATOR_KEY][flags == 1.0]
+        assert np.all(accepted <= tolerance)
     stats = surrogate.statistics
     errors = np.concatenate(errors) / np.abs(exact).max()
     assert stats.surrogate_answers + stats.fallbacks == dispatcher.statistics.micro_solves == 480
+    assert stats.surrogate_points + stats.fallback_points == 480
     assert model.solves == stats.fallbacks == surrogate.training_size
     assert stats.surrogate_answers > 300, str(stats)  # it learns: most later states are cheap
     assert stats.largest_accepted <= tolerance
@@ -282,10 +288,13 @@ def test_reduced_basis_surrogate_gives_the_same_answers_on_any_number_of_ranks(c
             response = Dispatcher(surrogate, c).evaluate(
                 {"T": T[share], "grad_T": np.ones((len(share), 2))}
             )
-        parts = c.allgather(response.value) if c.size > 1 else [response.value]
+        mine = np.column_stack([response.value, response.solutions[ANSWERED_KEY]])
+        parts = c.allgather(mine) if c.size > 1 else [mine]
         runs[name] = (np.concatenate(parts), surrogate.statistics.total(c))
     world, alone = runs["world"], runs["self"]
     assert np.array_equal(world[0], alone[0])
+    assert np.array_equal(world[0][:, -1], (T < 359.0).astype(float))  # the flags per point
+    assert world[1].surrogate_points == 12 and world[1].fallback_points == 7
     # 300..355 K: 12 answers; 360 K falls back too (T + h of the tangent leaves the range).
     assert world[1].surrogate_answers == alone[1].surrogate_answers == 12
     assert world[1].fallbacks == alone[1].fallbacks == 7

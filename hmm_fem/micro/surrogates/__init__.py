@@ -8,13 +8,22 @@
   reduced basis (:class:`~hmm_fem.cells.ReducedBasis`) where the rigorous bound is within
   the tolerance.
 
-Both report in :attr:`statistics` how many states the surrogate answered and how many
-fell back to the true model.
+Both report in :attr:`statistics` how many states (and point evaluations) the surrogate
+answered and how many fell back to the true model, and give every point's flag and error
+indicator in the response's ``solutions`` (:data:`ANSWERED_KEY`, :data:`INDICATOR_KEY`).
 """
 
-from .gaussian_process import GaussianProcess, GaussianProcessSurrogate, SurrogateStatistics
+from .gaussian_process import (
+    ANSWERED_KEY,
+    INDICATOR_KEY,
+    GaussianProcess,
+    GaussianProcessSurrogate,
+    SurrogateStatistics,
+)
 
 __all__ = [
+    "ANSWERED_KEY",
+    "INDICATOR_KEY",
     "GaussianProcess",
     "GaussianProcessSurrogate",
     "SurrogateStatistics",

@@ -21,9 +21,9 @@ normal quantile of the level (1.96 at 95 %), ``var_k`` the posterior variances o
 entry's components and ``c >= 1`` a calibration factor from leave-one-out
 cross-validation: the level-quantile over the training points of the ratio of the LOO
 error to the LOO bound (closed form with the trend refitted, Dubrule 1983), so the bound
-covers at least the requested fraction of the left-out points. Under the Gaussian model the norm bound holds
-at least as often as the one-component bound once ``z >= 1.24`` (Székely and Bakirov
-2003: for weights summing to one, ``P(sum w_i Z_i^2 <= x) >= P(Z^2 <= x)`` for
+covers at least the requested fraction of the left-out points. Under the Gaussian model
+the norm bound holds at least as often as the one-component bound once ``z >= 1.24``
+(Székely and Bakirov 2003: for weights summing to one, ``P(sum w_i Z_i^2 <= x) >= P(Z^2 <= x)`` for
 ``x >= 1.5365``).
 
 **The tolerance** is on the *relative* error of each checked entry: the bound divided by
@@ -62,7 +62,25 @@ from mpi4py import MPI
 
 from ..protocol import HISTORY_KEY, MicroModel, MicroResponse, SolveContext
 
-__all__ = ["GaussianProcess", "GaussianProcessSurrogate", "SurrogateStatistics"]
+__all__ = [
+    "GaussianProcess",
+    "GaussianProcessSurrogate",
+    "SurrogateStatistics",
+    "ANSWERED_KEY",
+    "INDICATOR_KEY",
+]
+
+#: Solution entry, per point: 1 where the surrogate answered, 0 where the true model did.
+ANSWERED_KEY = "surrogate_answered"
+#: Solution entry, per point: the surrogate's relative error indicator (a certified bound
+#: for the reduced basis; the largest float where it had no data or lies outside its range).
+INDICATOR_KEY = "surrogate_indicator"
+
+
+def _finite(value: float) -> np.ndarray:
+    # The dispatcher refuses non-finite solve results: "no estimate" is the largest float.
+    return np.array(min(float(value), float(np.finfo(np.float64).max)))
+
 
 FORMAT_VERSION = 1
 _SQRT5 = np.sqrt(5.0)
@@ -93,33 +111,55 @@ KERNELS = {"matern52": _matern52, "matern32": _matern32}
 class SurrogateStatistics:
     """What a surrogate wrapper did, on this rank.
 
+    States are counted where they are solved (the dispatcher solves each distinct state
+    once, on one rank); points are counted where they are answered (every point of every
+    evaluation, cached answers included).
+
     Attributes:
         surrogate_answers: States answered by the surrogate (no true solve).
         fallbacks: States where the error indicator exceeded the tolerance (or the
             surrogate had too little data): the true model was solved.
+        surrogate_points: Point evaluations answered by the surrogate.
+        fallback_points: Point evaluations answered by the true model.
         training_size: Number of training states now (the same on every rank).
         largest_accepted: The largest relative error indicator of a surrogate answer.
     """
 
     surrogate_answers: int = 0
     fallbacks: int = 0
+    surrogate_points: int = 0
+    fallback_points: int = 0
     training_size: int = 0
     largest_accepted: float = 0.0
 
     def total(self, comm: MPI.Comm) -> SurrogateStatistics:
-        """Answers and fallbacks summed over ``comm``; the largest indicator: the maximum."""
-        sums = comm.allreduce(np.array([self.surrogate_answers, self.fallbacks]), op=MPI.SUM)
+        """The counts summed over ``comm``; the largest indicator: the maximum."""
+        counts = [
+            self.surrogate_answers,
+            self.fallbacks,
+            self.surrogate_points,
+            self.fallback_points,
+        ]
+        sums = comm.allreduce(np.array(counts), op=MPI.SUM)
         return SurrogateStatistics(
-            int(sums[0]),
-            int(sums[1]),
-            self.training_size,
-            comm.allreduce(self.largest_accepted, op=MPI.MAX),
+            *(int(v) for v in sums),
+            training_size=self.training_size,
+            largest_accepted=comm.allreduce(self.largest_accepted, op=MPI.MAX),
         )
+
+    def record_points(self, solutions: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Count the points of one evaluation; pop and return their flags and indicators."""
+        answered = np.asarray(solutions.pop(ANSWERED_KEY, np.zeros(0)), dtype=bool)
+        indicator = np.asarray(solutions.pop(INDICATOR_KEY, np.zeros(0)), dtype=np.float64)
+        self.surrogate_points += int(answered.sum())
+        self.fallback_points += int((~answered).sum())
+        return answered, indicator
 
     def __str__(self):
         return (
             f"{self.surrogate_answers} surrogate answers, {self.fallbacks} fallbacks to the "
-            f"true model, {self.training_size} training states, largest accepted relative "
+            f"true model ({self.surrogate_points} and {self.fallback_points} point "
+            f"evaluations), {self.training_size} training states, largest accepted relative "
             f"error indicator {self.largest_accepted:.2e}"
         )
 
@@ -314,6 +354,8 @@ class GaussianProcessSurrogate(MicroModel):
     Attributes:
         statistics: :class:`SurrogateStatistics` of this rank.
         last_indicator: The indicator of the most recent surrogate decision.
+        last_answered: Per point of the last evaluation: answered by the surrogate.
+        last_indicators: Per point of the last evaluation: the relative error indicator.
 
     Raises:
         ValueError: For a model with history, time dependence, noise or no state, or a
@@ -361,6 +403,8 @@ class GaussianProcessSurrogate(MicroModel):
         self.kernel = kernel
         self.statistics = SurrogateStatistics()
         self.last_indicator = float("inf")
+        self.last_answered = np.zeros(0, dtype=bool)
+        self.last_indicators = np.zeros(0)
         self._X = np.zeros((0, 0))
         self._Y = np.zeros((0, 0))
         self._layout: dict[str, tuple[int, ...]] | None = None
@@ -561,17 +605,34 @@ class GaussianProcessSurrogate(MicroModel):
             self.statistics.largest_accepted = max(
                 self.statistics.largest_accepted, float(indicator[0])
             )
-            return {k: v[0] for k, v in results.items()}
+            out = {k: v[0] for k, v in results.items()}
+            out[ANSWERED_KEY] = np.array(1.0)
+            out[INDICATOR_KEY] = np.array(indicator[0])
+            return out
         self.statistics.fallbacks += 1
         result = self._true_solve(state, context)
         self._flatten(result)  # checks the layout now, not at the next synchronisation
         self._pending.append((state.copy(), result))
-        return result
+        return {**result, ANSWERED_KEY: np.array(0.0), INDICATOR_KEY: _finite(indicator[0])}
 
     def respond(self, solutions, inputs, parameters) -> MicroResponse:
-        """The wrapped model's response; first adds every rank's fallbacks (collective)."""
+        """The wrapped model's response; first adds every rank's fallbacks (collective).
+
+        The response's ``solutions`` carry, per point, :data:`ANSWERED_KEY` (1: surrogate,
+        0: true model) and :data:`INDICATOR_KEY` (the relative error indicator), for
+        output; :attr:`last_answered` and :attr:`last_indicators` hold them too.
+        """
         self.synchronise()
-        return self.model.respond(solutions, inputs, parameters)
+        solutions = dict(solutions)
+        answered, indicator = self.statistics.record_points(solutions)
+        self.last_answered, self.last_indicators = answered, indicator
+        response = self.model.respond(solutions, inputs, parameters)
+        response.solutions = {
+            **response.solutions,
+            ANSWERED_KEY: answered.astype(np.float64),
+            INDICATOR_KEY: indicator,
+        }
+        return response
 
     # -- files -------------------------------------------------------------------------------------
     def fingerprint(self) -> dict:

@@ -23,11 +23,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..protocol import MicroModel, MicroResponse, SolveContext
-from .gaussian_process import SurrogateStatistics
+from .gaussian_process import ANSWERED_KEY, INDICATOR_KEY, SurrogateStatistics
 
 __all__ = ["ReducedBasisSurrogate"]
 
 _EPS = float(np.finfo(np.float64).eps)
+
+
+def _finite(value: float) -> np.ndarray:
+    # The dispatcher refuses non-finite solve results: "no bound" is the largest float.
+    return np.array(min(float(value), float(np.finfo(np.float64).max)))
 
 
 class ReducedBasisSurrogate(MicroModel):
@@ -101,6 +106,8 @@ class ReducedBasisSurrogate(MicroModel):
         ]  # law order -> phase order
         self._laws = list(model.laws.values())
         self._checked = False
+        self.last_answered = np.zeros(0, dtype=bool)
+        self.last_indicators = np.zeros(0)
 
     def _check_cell(self, state: np.ndarray) -> None:
         """Check that the basis belongs to the model's cell.
@@ -153,11 +160,31 @@ class ReducedBasisSurrogate(MicroModel):
                 dK_dT = (out["tensor"][2] - out["tensor"][1]) / (2.0 * h)
             else:
                 dK_dT = np.zeros_like(K)
-            return {"K": K, "dK_dT": dK_dT}
+            return {
+                "K": K,
+                "dK_dT": dK_dT,
+                ANSWERED_KEY: np.array(1.0),
+                INDICATOR_KEY: np.array(bound),
+            }
         self.statistics.fallbacks += 1
         self.fallback_states.append(np.array(state, dtype=np.float64))
-        return self.model.solve(state, context)
+        result = dict(self.model.solve(state, context))
+        return {**result, ANSWERED_KEY: np.array(0.0), INDICATOR_KEY: _finite(bound)}
 
     def respond(self, solutions, inputs, parameters) -> MicroResponse:
-        """The wrapped model's response."""
-        return self.model.respond(solutions, inputs, parameters)
+        """The wrapped model's response, with the per-point flags and bounds for output.
+
+        ``solutions`` of the response carry :data:`~.ANSWERED_KEY` (1: reduced basis, 0: full
+        cell) and :data:`~.INDICATOR_KEY` (the certified relative bound, the largest
+        float outside the training range).
+        """
+        solutions = dict(solutions)
+        answered, indicator = self.statistics.record_points(solutions)
+        self.last_answered, self.last_indicators = answered, indicator
+        response = self.model.respond(solutions, inputs, parameters)
+        response.solutions = {
+            **response.solutions,
+            ANSWERED_KEY: answered.astype(np.float64),
+            INDICATOR_KEY: indicator,
+        }
+        return response
