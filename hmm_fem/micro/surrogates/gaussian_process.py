@@ -342,7 +342,7 @@ class GaussianProcessSurrogate(MicroModel):
         entries: The solve entries whose error is checked (default: all). A tangent entry
             (``dK_dT``) is harder to interpolate than the response: on the conductivity
             cell the indicator over all entries was about 10 times the largest error of
-            ``K``, over ``["K"]`` alone 1.1-1.7 times. Checking the response alone bounds
+            ``K``, over ``["K"]`` alone 1.7-1.8 times. Checking the response alone bounds
             the converged macro answer; the tangent then only steers Newton.
         min_training: Below this number of training states every state falls back
             (default ``5 (s + 1)`` for ``s`` state columns: with fewer, the length scales
