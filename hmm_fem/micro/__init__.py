@@ -5,7 +5,10 @@ The protocol (:mod:`~hmm_fem.micro.protocol`), the history store
 (:mod:`~hmm_fem.micro.noise`) and the tangents without an analytic form
 (:mod:`~hmm_fem.micro.tangents`) are free of finite elements. The micro models built on
 the periodic cells (:mod:`~hmm_fem.micro.cell_models`) and the cell bank
-(:mod:`~hmm_fem.micro.bank`) load DOLFINx on first use.
+(:mod:`~hmm_fem.micro.bank`) load DOLFINx on first use. The surrogates
+(:mod:`~hmm_fem.micro.surrogates`: a Gaussian process in state space, free of finite
+elements, and the certified reduced basis of a conductivity cell, each falling back to the
+true model above a tolerance) are imported on first use too.
 """
 
 from .history import HistoryStore
@@ -33,6 +36,9 @@ __all__ = [
     "HyperelasticModel",
     "PermeabilityModel",
     "PlasticityModel",
+    "GaussianProcessSurrogate",
+    "ReducedBasisSurrogate",
+    "SurrogateStatistics",
 ]
 
 _LAZY = {
@@ -42,6 +48,9 @@ _LAZY = {
     "HyperelasticModel": "cell_models",
     "PermeabilityModel": "cell_models",
     "PlasticityModel": "cell_models",
+    "GaussianProcessSurrogate": "surrogates",
+    "ReducedBasisSurrogate": "surrogates",
+    "SurrogateStatistics": "surrogates",
 }
 
 
