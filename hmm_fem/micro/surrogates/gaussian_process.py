@@ -77,6 +77,25 @@ ANSWERED_KEY = "surrogate_answered"
 INDICATOR_KEY = "surrogate_indicator"
 
 
+def flagged_response(surrogate, solutions, inputs, parameters) -> MicroResponse:
+    """The wrapped model's response with the per-point flag and indicator added.
+
+    Shared by the surrogates: records the points in ``surrogate.statistics``, keeps
+    ``last_answered``/``last_indicators`` and adds :data:`ANSWERED_KEY` (1: surrogate,
+    0: true model) and :data:`INDICATOR_KEY` to the response's solutions, for output.
+    """
+    solutions = dict(solutions)
+    answered, indicator = surrogate.statistics.record_points(solutions)
+    surrogate.last_answered, surrogate.last_indicators = answered, indicator
+    response = surrogate.model.respond(solutions, inputs, parameters)
+    response.solutions = {
+        **response.solutions,
+        ANSWERED_KEY: answered.astype(np.float64),
+        INDICATOR_KEY: indicator,
+    }
+    return response
+
+
 def _finite(value: float) -> np.ndarray:
     # The dispatcher refuses non-finite solve results: "no estimate" is the largest float.
     return np.array(min(float(value), float(np.finfo(np.float64).max)))
@@ -627,16 +646,7 @@ class GaussianProcessSurrogate(MicroModel):
         output; :attr:`last_answered` and :attr:`last_indicators` hold them too.
         """
         self.synchronise()
-        solutions = dict(solutions)
-        answered, indicator = self.statistics.record_points(solutions)
-        self.last_answered, self.last_indicators = answered, indicator
-        response = self.model.respond(solutions, inputs, parameters)
-        response.solutions = {
-            **response.solutions,
-            ANSWERED_KEY: answered.astype(np.float64),
-            INDICATOR_KEY: indicator,
-        }
-        return response
+        return flagged_response(self, solutions, inputs, parameters)
 
     # -- files -------------------------------------------------------------------------------------
     def fingerprint(self) -> dict:

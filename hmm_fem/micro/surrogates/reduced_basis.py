@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..protocol import MicroModel, MicroResponse, SolveContext
-from .gaussian_process import ANSWERED_KEY, INDICATOR_KEY, SurrogateStatistics
+from .gaussian_process import ANSWERED_KEY, INDICATOR_KEY, SurrogateStatistics, flagged_response
 
 __all__ = ["ReducedBasisSurrogate"]
 
@@ -178,13 +178,4 @@ class ReducedBasisSurrogate(MicroModel):
         cell) and :data:`~.INDICATOR_KEY` (the certified relative bound, the largest
         float outside the training range).
         """
-        solutions = dict(solutions)
-        answered, indicator = self.statistics.record_points(solutions)
-        self.last_answered, self.last_indicators = answered, indicator
-        response = self.model.respond(solutions, inputs, parameters)
-        response.solutions = {
-            **response.solutions,
-            ANSWERED_KEY: answered.astype(np.float64),
-            INDICATOR_KEY: indicator,
-        }
-        return response
+        return flagged_response(self, solutions, inputs, parameters)
