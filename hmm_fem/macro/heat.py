@@ -18,6 +18,7 @@ import ufl
 from dolfinx import fem
 
 from ..coupling import NonlinearProblem, SolveReport, coupling_of, effective_flux
+from ..micro.adapter import InputAdapter
 from ..micro.protocol import MicroModel
 
 __all__ = ["SteadyHeat", "TransientHeat", "SteadyDarcy"]
@@ -236,35 +237,18 @@ class SteadyDarcy(SteadyHeat):
         return self.coupling.cell_averages("k")
 
 
-class _Renamed(MicroModel):
+class _Renamed(InputAdapter):
     """A (p, grad_p) micro model seen with the (T, grad_T) names of the heat problems."""
 
     def __init__(self, model: MicroModel):
-        self.model = model
-        d = model.inputs["grad_p"]
-        self.inputs = {"T": (), "grad_T": d}
-        self.output_shape = model.output_shape
-        self.parameters = model.parameters
-        self.state_names = model.state_names
-        self.history = model.history
-        self.time_dependent = model.time_dependent
-        self.stochastic = model.stochastic
-        self.seed = model.seed
+        super().__init__(model, {"T": (), "grad_T": model.inputs["grad_p"]}, model.output_shape)
 
-    def _inputs(self, inputs):
+    def adapt(self, inputs):
+        """The names of the pore model."""
         return {"p": inputs["T"], "grad_p": inputs["grad_T"]}
 
-    def initial_history(self):
-        return self.model.initial_history()
-
-    def micro_state(self, inputs, parameters):
-        return self.model.micro_state(self._inputs(inputs), parameters)
-
-    def solve(self, state, context):
-        return self.model.solve(state, context)
-
     def respond(self, solutions, inputs, parameters):
-        response = self.model.respond(solutions, self._inputs(inputs), parameters)
+        response = self.model.respond(solutions, self.adapt(inputs), parameters)
         response.derivatives = {
             "T": response.derivatives["p"],
             "grad_T": response.derivatives["grad_p"],

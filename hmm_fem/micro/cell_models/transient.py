@@ -20,6 +20,7 @@ import numpy as np
 
 from ...cells.transient import DiffusionBlock, TransientConductivityCell
 from ...geometry import UnitCell
+from ..adapter import InputAdapter
 from ..protocol import HISTORY_KEY, MicroModel, MicroResponse, SolveContext
 
 __all__ = ["BlockExchangeModel", "MacroAxes", "TransientConductivityModel"]
@@ -249,7 +250,7 @@ class BlockExchangeModel(MicroModel):
         return self.block.relaxation_time()
 
 
-class MacroAxes(MicroModel):
+class MacroAxes(InputAdapter):
     """A flux micro model seen by a macro problem of lower dimension (e.g. 1D on a 2D cell).
 
     The macro gradient ``g`` (``k`` components) is the cell gradient ``(g, 0, ...)``; the
@@ -267,40 +268,21 @@ class MacroAxes(MicroModel):
         d = model.inputs["grad_T"][0]
         if not 1 <= int(dim) <= d:
             raise ValueError(f"MacroAxes: dim must be in 1..{d}, got {dim}")
-        self.model = model
+        super().__init__(model, {"T": (), "grad_T": (int(dim),)}, (int(dim),))
         self.cell_dim = d
         self.dim = int(dim)
-        self.inputs = {"T": (), "grad_T": (self.dim,)}
-        self.output_shape = (self.dim,)
-        self.parameters = model.parameters
-        self.state_names = model.state_names
-        self.history = model.history
-        self.time_dependent = model.time_dependent
-        self.stochastic = model.stochastic
-        self.seed = model.seed
 
-    def _cell_inputs(self, inputs):
+    def adapt(self, inputs):
+        """The cell's inputs: the macro gradient padded with zeros."""
         grad = np.asarray(inputs["grad_T"], dtype=np.float64).reshape(-1, self.dim)
         padded = np.zeros((grad.shape[0], self.cell_dim))
         padded[:, : self.dim] = grad
         return {"T": inputs["T"], "grad_T": padded}
 
-    def initial_history(self):
-        """The wrapped model's initial history."""
-        return self.model.initial_history()
-
-    def micro_state(self, inputs, parameters):
-        """The wrapped model's state at the padded gradient."""
-        return self.model.micro_state(self._cell_inputs(inputs), parameters)
-
-    def solve(self, state, context):
-        """The wrapped model's solve."""
-        return self.model.solve(state, context)
-
     def respond(self, solutions, inputs, parameters) -> MicroResponse:
         """The first ``k`` components of the wrapped response and tangents."""
         k = self.dim
-        response = self.model.respond(solutions, self._cell_inputs(inputs), parameters)
+        response = self.model.respond(solutions, self.adapt(inputs), parameters)
         return MicroResponse(
             value=response.value[:, :k],
             derivatives={
