@@ -226,3 +226,52 @@ def test_evaluate_many_rejects_bad_values(square):
         rb.evaluate_many(params)
     with pytest.raises(ValueError, match="shape"):
         rb.evaluate_many(np.ones((3, 2)))
+
+
+def test_enrich_certifies_the_new_snapshot_and_survives_a_file(square, tmp_path):
+    """A snapshot added after training: the bound at its parameter drops to round-off and
+    stays rigorous elsewhere; a basis saved with its vectors, loaded and attached to the
+    cell grows bitwise as the original; one saved without them refuses to grow."""
+    problem, _ = square
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # max_size reached: meant
+        coarse = ReducedBasis.train(problem, CONTRAST, tolerance=1e-9, max_size=2)
+    assert coarse.can_enrich and not coarse.attached
+    path = tmp_path / "coarse.npz"
+    coarse.save(path)
+    # The worst contrast of a scan: where the coarse basis is least certified.
+    scan = np.logspace(0.0, 3.0, 61)
+    worst = np.argmax(
+        [coarse.evaluate({"matrix": 1.0, "inclusion": k}).relative_error_bound for k in scan]
+    )
+    values = {"matrix": 1.0, "inclusion": float(scan[worst])}
+    params = coarse.parameters(values)
+    assert coarse.evaluate(values).relative_error_bound > 1e-5
+    coarse.attach(problem)
+    X, T = coarse.truth_correctors(params)
+    np.testing.assert_allclose(T, problem.effective_tensor(values), rtol=0, atol=1e-12)
+    assert coarse.enrich([X], params[None]) == 2
+    after = coarse.evaluate(values)
+    # At the snapshot's own parameter the bound is down to its floating-point floor.
+    assert after.error_bound <= 1.5 * after.rounding_bound and after.relative_error_bound < 1e-9
+    rng = np.random.default_rng(3)
+    for k in rng.uniform(1.0, 1000.0, 5):
+        other = {"matrix": 1.0, "inclusion": float(k)}
+        check_certified(
+            coarse.evaluate(other).tensor,
+            problem.effective_tensor(other),
+            coarse.evaluate(other),
+            other,
+        )
+    again = ReducedBasis.load(path, problem)
+    again.attach(problem)
+    again.enrich([again.truth_correctors(params)[0]], params[None])
+    np.testing.assert_array_equal(again.evaluate(values).tensor, after.tensor)
+    np.testing.assert_array_equal(again.evaluate(values).bound, after.bound)
+    coarse.detach()
+    again.detach()
+    coarse.save(path, basis=False)
+    frozen = ReducedBasis.load(path, problem)
+    assert not frozen.can_enrich
+    with pytest.raises(ValueError, match="no basis vectors"):
+        frozen.attach(problem)

@@ -188,7 +188,7 @@ def test_reduced_basis_surrogate_is_certified_and_falls_back_outside(conductivit
     import warnings
 
     model, rb = conductivity
-    surrogate = ReducedBasisSurrogate(model, rb, tolerance=1e-6)
+    surrogate = ReducedBasisSurrogate(model, rb, tolerance=1e-6, learn=False)
     temperatures = np.array([300.0, 320.0, 345.0, 355.0, 370.0, 390.0])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # outside the range: the basis warns, we fall back
@@ -282,7 +282,7 @@ def test_reduced_basis_surrogate_gives_the_same_answers_on_any_number_of_ranks(c
     T = np.linspace(300.0, 390.0, 19)  # 370 K and above lie outside the basis's range
     runs = {}
     for name, c in (("world", comm), ("self", MPI.COMM_SELF)):
-        surrogate = ReducedBasisSurrogate(model, rb, tolerance=1e-6)
+        surrogate = ReducedBasisSurrogate(model, rb, tolerance=1e-6, learn=False, comm=c)
         share = np.array_split(np.arange(len(T)), c.size)[c.rank]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -309,3 +309,169 @@ def test_reduced_basis_surrogate_refuses_a_basis_of_another_cell(conductivity):
     surrogate = ReducedBasisSurrogate(other, rb, 1e-6)
     with pytest.raises(ValueError, match="trained on a cell with .* dofs"):
         surrogate.solve(np.array([310.0]))
+
+
+# -- the reduced-basis surrogate learns from its fallbacks ---------------------------------------
+def _coarse_basis(model):
+    """A deliberately small basis (relative bound 1e-2 on inclusion 5..40, i.e. 290..360 K)."""
+    from hmm_fem.cells import ReducedBasis
+
+    return ReducedBasis.train(
+        model.cell_problem(T=300.0),
+        {"matrix": 1.0, "inclusion": (5.0, 40.0)},
+        tolerance=1e-2,
+        training_size=16,
+    )
+
+
+def test_reduced_basis_surrogate_learns_from_fallbacks_and_stays_certified(conductivity):
+    """A basis far too small for the tolerance falls back at first; every fallback's
+    correctors join the basis, so later calls (also above the training range, 360-380 K)
+    are answered, and every answer is within its certified bound of the full cell."""
+    import warnings
+
+    model, _ = conductivity
+    rb = _coarse_basis(model)
+    start = rb.size
+    tolerance = 1e-7
+    surrogate = ReducedBasisSurrogate(model, rb, tolerance=tolerance, comm=MPI.COMM_SELF)
+    dispatcher = Dispatcher(surrogate, MPI.COMM_SELF)
+    rng = np.random.default_rng(11)
+    fallbacks = []
+    for _ in range(5):
+        T = rng.uniform(300.0, 380.0, 12)
+        before = surrogate.statistics.fallbacks
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            response = dispatcher.evaluate({"T": T, "grad_T": np.tile([1.0, 0.0], (12, 1))})
+        fallbacks.append(surrogate.statistics.fallbacks - before)
+        K = -response.derivatives["grad_T"]
+        answered = response.solutions[ANSWERED_KEY] == 1.0
+        bounds = response.solutions[INDICATOR_KEY]
+        for i in np.flatnonzero(answered):
+            full = model.solve(np.array([T[i]]))["K"]
+            error = np.linalg.norm(K[i] - full, 2) / np.linalg.norm(full, 2)
+            # The certified relative bound, up to the full solve's round-off (see
+            # tests/test_reduced_basis.py: about 1e-14 of the arithmetic mean).
+            assert error <= bounds[i] + 1e-13 * 60.0, (T[i], error, bounds[i])
+            assert bounds[i] <= tolerance
+    # Measured: fallbacks per call [12, 1, 0, 0, 1], basis 2 -> 10 functions.
+    assert fallbacks[0] == 12  # the coarse basis certifies nothing at 1e-7
+    assert sum(fallbacks[-2:]) <= 2, fallbacks
+    assert rb.size > start and surrogate.statistics.training_size == rb.size
+    assert rb.upper[1, 0] > 40.0  # the box widened to the learned states above 360 K
+
+
+@pytest.mark.mpi
+def test_reduced_basis_learning_is_the_same_on_any_number_of_ranks(conductivity):
+    """Learning through a dispatcher on COMM_WORLD and on COMM_SELF (each from a copy of the
+    same coarse basis): bitwise the same answers, fallbacks and basis."""
+    import warnings
+
+    from hmm_fem.cells import ReducedBasis
+
+    model, _ = conductivity
+    coarse = _coarse_basis(model).to_arrays()
+    comm = MPI.COMM_WORLD
+    rng = np.random.default_rng(5)
+    batches = [rng.uniform(300.0, 370.0, 9) for _ in range(3)]
+    runs = {}
+    for name, c in (("world", comm), ("self", MPI.COMM_SELF)):
+        rb = ReducedBasis.from_arrays(coarse)
+        surrogate = ReducedBasisSurrogate(model, rb, tolerance=1e-7, comm=c)
+        dispatcher = Dispatcher(surrogate, c)
+        values = []
+        for T in batches:
+            share = np.array_split(np.arange(len(T)), c.size)[c.rank]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                response = dispatcher.evaluate({"T": T[share], "grad_T": np.ones((len(share), 2))})
+            mine = np.column_stack([response.value, response.solutions[ANSWERED_KEY]])
+            parts = c.allgather(mine) if c.size > 1 else [mine]
+            values.append(np.concatenate(parts))
+        online = rb.to_arrays()
+        runs[name] = (np.concatenate(values), online["G"], surrogate.statistics.total(c))
+    world, alone = runs["world"], runs["self"]
+    assert np.array_equal(world[0], alone[0])
+    assert np.array_equal(world[1], alone[1])
+    assert world[2].fallbacks == alone[2].fallbacks > 0
+    assert world[2].surrogate_answers == alone[2].surrogate_answers > 0
+
+
+def test_elasticity_surrogate_answers_c_star_within_its_bound_and_learns():
+    """The elasticity cell model (isotropic phases): C* from the basis within the certified
+    bound of the full cell; a basis too small falls back once, learns the state, and then
+    answers it."""
+    import warnings
+
+    from hmm_fem.cells import ReducedBasis
+    from hmm_fem.micro import ElasticityModel
+
+    phases = {"matrix": (1.0, 0.3), "inclusion": (50.0, 0.2)}
+    model = ElasticityModel(cells.square(0.4, mesh_size=0.15), phases)
+    problem = model.cell_problem()
+    ranges = {"matrix": {"E": 1.0, "nu": 0.3}, "inclusion": {"E": (1.0, 100.0), "nu": 0.2}}
+    rb = ReducedBasis.train(problem, ranges, tolerance=1e-6, training_size=16)
+    surrogate = ReducedBasisSurrogate(model, rb, tolerance=1e-5, comm=MPI.COMM_SELF)
+    strain = np.array([[1e-3, -2e-4, 5e-4], [0.0, 1e-3, 0.0]])
+    response = Dispatcher(surrogate, MPI.COMM_SELF).evaluate({"strain": strain})
+    full = problem.effective_tensor()
+    C = response.derivatives["strain"][0]
+    bound = response.solutions[INDICATOR_KEY][0]
+    assert response.solutions[ANSWERED_KEY].tolist() == [1.0, 1.0]
+    assert np.linalg.norm(C - full, 2) <= bound * np.linalg.norm(full, 2) + 1e-13 * 50
+    assert np.allclose(response.value, strain @ full.T, rtol=1e-5, atol=0)
+    heat = ConductivityModel(cells.square(0.4), {"matrix": 1.0, "inclusion": 2.0})
+    with pytest.raises(ValueError, match="kind 'elasticity', not 'conductivity'"):
+        ReducedBasisSurrogate(heat, rb, 1e-6)
+    # A one-snapshot basis at the other end of the range: not certified at 1e-9.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        small = ReducedBasis.train(problem, ranges, tolerance=1e-9, training_size=8, max_size=3)
+    learner = ReducedBasisSurrogate(model, small, tolerance=1e-9, comm=MPI.COMM_SELF)
+    first = learner.solve(np.zeros(0))
+    assert first[ANSWERED_KEY] == 0.0 and np.array_equal(first["C"], full)
+    assert learner.synchronise() > 0
+    second = learner.solve(np.zeros(0))
+    assert second[ANSWERED_KEY] == 1.0 and second[INDICATOR_KEY] <= 1e-9
+    assert np.linalg.norm(second["C"] - full, 2) <= 1e-9 * np.linalg.norm(full, 2) + 1e-13 * 50
+
+
+class _Cured(ConductivityModel):
+    """The conductivity cell model offering remedies, failing unless a retry asks for 'lu'."""
+
+    remedies = ("substeps", "lu")
+
+    def solve(self, state, context=None):
+        self.asked = getattr(self, "asked", []) + [context.remedy]
+        if context.remedy != "lu":
+            raise RuntimeError("cell solve failed")
+        return super().solve(state, context)
+
+
+def test_surrogates_forward_the_wrapped_models_remedies(conductivity):
+    """A failure policy asking for remedies through a surrogate gets the wrapped model's, and
+    a retried fallback reaches the wrapped model with the remedy."""
+    from hmm_fem.coupling import FailurePolicy
+
+    _, rb = conductivity
+    laws = {"matrix": 1.0, "inclusion": LinearLaw(10.0, 0.05, T0=300.0)}
+    model = _Cured(cells.square(0.4, mesh_size=0.1), laws)
+    rbs = ReducedBasisSurrogate(model, rb, 1e-6, learn=False, comm=MPI.COMM_SELF)
+    gps = GaussianProcessSurrogate(model, 1e-4, comm=MPI.COMM_SELF)
+    for surrogate in (rbs, gps):
+        assert surrogate.remedies == ("substeps", "lu")
+        assert FailurePolicy().remedy_sequence(surrogate) == ("substeps", "lu")
+        assert FailurePolicy(remedies=("lu",)).remedy_sequence(surrogate) == ("lu",)
+    with pytest.raises(ValueError, match="asks for remedies"):
+        FailurePolicy(remedies=("bisection",)).remedy_sequence(rbs)
+    # 380 K lies outside the basis: a fallback, failing until the retry asks for "lu".
+    dispatcher = Dispatcher(rbs, MPI.COMM_SELF, failure_policy=FailurePolicy(retries=2))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        response = dispatcher.evaluate({"T": np.array([380.0]), "grad_T": np.ones((1, 2))})
+    assert model.asked == [None, "substeps", "lu"]
+    assert response.solutions[ANSWERED_KEY][0] == 0.0
+    assert dispatcher.statistics.retries == 2

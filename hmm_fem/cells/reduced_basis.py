@@ -151,12 +151,16 @@ class _Conductivity:
     names = ("k",)
     log = np.array([True])
 
-    def __init__(self, problem: ConductivityCell):
-        d = problem.cell.dim
+    def __init__(self, dim: int):
+        d = int(dim)
         self.dim = d
         self.terms = [np.eye(d)]
-        self.load_constant = problem.macro_gradient
         self.num_loads = d
+
+    @staticmethod
+    def load_constant(problem):
+        """The constant of the macro load in the cell's forms."""
+        return problem.macro_gradient
 
     def parse(self, value, what: str) -> np.ndarray:
         K = as_conductivity(value, self.dim, what)
@@ -179,16 +183,20 @@ class _Elasticity:
     names = ("E", "nu")
     log = np.array([True, False])
 
-    def __init__(self, problem: ElasticityCell):
-        d = problem.cell.dim
+    def __init__(self, dim: int):
+        d = int(dim)
         n = 3 if d == 2 else 6
         self.dim = d
         m = np.zeros(n)
         m[:d] = 1.0
         P = np.diag(np.where(m > 0, 1.0, 0.5)) - np.outer(m, m) / d
         self.terms = [np.outer(m, m), P]
-        self.load_constant = problem.macro_strain
         self.num_loads = n
+
+    @staticmethod
+    def load_constant(problem):
+        """The constant of the macro load in the cell's forms."""
+        return problem.macro_strain
 
     def parse(self, value, what: str) -> np.ndarray:
         return np.array(as_young_poisson(value, what))  # isotropic phases only
@@ -204,9 +212,9 @@ class _Elasticity:
 
 def _parametrisation(problem):
     if isinstance(problem, ConductivityCell):
-        kind = _Conductivity(problem)
+        kind = _Conductivity(problem.cell.dim)
     elif isinstance(problem, ElasticityCell):
-        kind = _Elasticity(problem)
+        kind = _Elasticity(problem.cell.dim)
     else:
         raise TypeError(
             f"ReducedBasis takes a ConductivityCell or an ElasticityCell, got "
@@ -297,6 +305,10 @@ class ReducedBasis:
         self.converged = False
         self.offline_seconds = 0.0
         self.tolerance = float("nan")
+        self.enrichments = 0
+        self._growth = None
+        self._trainer = None
+        self._petsc_options = None
         self._set_online(data)
 
     # -- the online data ---------------------------------------------------------------------
@@ -569,6 +581,7 @@ class ReducedBasis:
         rb.lower, rb.upper, rb.outside = lower, upper, outside
         rb.volume = cell.volume
         rb.fingerprint = _fingerprint(problem, kind)
+        rb.enrichments, rb._trainer, rb._petsc_options = 0, None, petsc_options
         trainer = _Trainer(problem, kind, petsc_options)
         try:
             training = _training_set(kind, lower, upper, training_size, seed)
@@ -582,6 +595,7 @@ class ReducedBasis:
                 max_size if max_size is not None else 40 * kind.num_loads,
                 verbose,
             )
+            rb._growth = trainer.growth()  # to grow the basis later (enrich)
         finally:
             trainer.destroy()
         rb.outside_count = 0
@@ -591,9 +605,110 @@ class ReducedBasis:
         rb.offline_seconds = time.perf_counter() - start
         return rb
 
+    # -- enrichment after training ----------------------------------------------------------
+    @property
+    def can_enrich(self) -> bool:
+        """Whether the basis vectors are kept, so that :meth:`enrich` can grow the basis."""
+        return self._trainer is not None or self._growth is not None
+
+    @property
+    def attached(self) -> bool:
+        """Whether the truth-space operators are built (:meth:`attach`)."""
+        return self._trainer is not None
+
+    def check_cell(self, problem) -> None:
+        """Raise if ``problem`` is not the cell this basis was trained on.
+
+        Raises:
+            ValueError: naming what differs (kind, degree, dof count, phase tags, mesh).
+        """
+        mine = _fingerprint(problem, _parametrisation(problem))
+        theirs = self.fingerprint
+        differ = [k for k in mine if mine[k] != theirs.get(k)]
+        if differ:
+            detail = "; ".join(f"{k}: basis {theirs.get(k)!r}, cell {mine[k]!r}" for k in differ)
+            raise ValueError(
+                f"the reduced basis belongs to a different cell ({detail}); train a reduced "
+                "basis for this cell (ReducedBasis.train) or use it with its own cell"
+            )
+
+    def attach(self, problem) -> None:
+        """Rebuild the truth-space operators on the cell of ``problem`` (once).
+
+        Assembles the affine terms with the cell's forms and factorises the reference inner
+        products, so that :meth:`truth_correctors` and :meth:`enrich` work. Costs about
+        ``M + 1`` factorisations; :meth:`detach` frees them.
+
+        Raises:
+            ValueError: if the basis vectors were not kept (a file saved with
+                ``basis=False``) or ``problem`` is another cell.
+        """
+        if self._trainer is not None:
+            return
+        if self._growth is None:
+            raise ValueError(
+                "this reduced basis has no basis vectors (saved with basis=False): it cannot "
+                "grow; retrain it, or save it with basis=True"
+            )
+        self.check_cell(problem)
+        trainer = _Trainer(problem, _parametrisation(problem), self._petsc_options)
+        try:
+            trainer.start(self.references, self._growth)
+        except BaseException:
+            trainer.destroy()
+            raise
+        self._trainer, self._growth = trainer, None
+
+    def detach(self) -> None:
+        """Free the truth-space operators of :meth:`attach` (the basis can be attached again)."""
+        if self._trainer is not None:
+            self._growth = self._trainer.growth()
+            self._trainer.destroy()
+            self._trainer = None
+
+    def truth_correctors(self, params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The full cell's correctors ``(n, d)`` and tensor at parameters ``(P, n)``.
+
+        The snapshot that :meth:`enrich` takes (the basis must be :meth:`attach`-ed).
+        """
+        if self._trainer is None:
+            raise RuntimeError("attach(problem) the reduced basis before a truth solve")
+        theta = self._kind.coefficients(np.asarray(params, dtype=np.float64)[None])[0]
+        return self._trainer.truth_solve(theta)
+
+    def enrich(self, snapshots, params: np.ndarray | None = None) -> int:
+        """Add corrector snapshots (``(n, d)`` each, from :meth:`truth_correctors`).
+
+        Every snapshot is orthonormalised against the basis as in the greedy; its Riesz
+        representers extend the Gram matrices, so the bound stays rigorous. The training
+        box is widened to contain ``params`` (``(S, P, n)``, the snapshots' parameters) if
+        given. The same snapshots in the same order give bitwise the same basis.
+
+        Returns:
+            The number of basis functions added.
+        """
+        if self._trainer is None:
+            raise RuntimeError("attach(problem) the reduced basis before enriching it")
+        added = 0
+        for X in snapshots:
+            added += self._trainer.extend(np.asarray(X, dtype=np.float64))
+        if added:
+            self._set_online(self._trainer.online())
+        self.enrichments += len(snapshots)
+        if params is not None and len(params):
+            params = np.asarray(params, dtype=np.float64)
+            self.lower = np.minimum(self.lower, params.min(axis=0))
+            self.upper = np.maximum(self.upper, params.max(axis=0))
+        return added
+
     # -- files -------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the online data, the training box and the fingerprint to ``path`` (``.npz``)."""
+    def to_arrays(self, basis: bool = True) -> dict:
+        """The basis as named arrays (what :meth:`save` writes; :meth:`from_arrays` reads).
+
+        Args:
+            basis: Include the basis vectors and Gram pieces (``n x N`` floats), so that a
+                basis read back can still :meth:`enrich`.
+        """
         meta = {
             "format": FORMAT_VERSION,
             "fingerprint": self.fingerprint,
@@ -603,43 +718,51 @@ class ReducedBasis:
             "converged": self.converged,
             "history": self.history,
             "outside": self.outside,
+            "enrichments": self.enrichments,
         }
-        np.savez(
-            path,
-            meta=np.array(json.dumps(meta)),
-            lower=self.lower,
-            upper=self.upper,
+        arrays = {
+            "meta": np.array(json.dumps(meta)),
+            "lower": self.lower,
+            "upper": self.upper,
             **self._online(),
-        )
+        }
+        growth = self._trainer.growth() if self._trainer is not None else self._growth
+        if basis and growth is not None:
+            arrays.update({f"growth_{k}": v for k, v in growth.items()})
+        return arrays
+
+    def save(self, path: str | os.PathLike, basis: bool = True) -> None:
+        """Write the online data, the training box and the fingerprint to ``path`` (``.npz``).
+
+        Args:
+            path: The file.
+            basis: Also write the basis vectors (see :meth:`to_arrays`).
+        """
+        np.savez(path, **self.to_arrays(basis))
 
     @classmethod
-    def load(cls, path: str | os.PathLike, problem) -> ReducedBasis:
-        """Read a reduced basis written by :meth:`save`, for the cell of ``problem``.
+    def from_arrays(cls, arrays, problem=None, what: str = "the arrays") -> ReducedBasis:
+        """A reduced basis from :meth:`to_arrays`; checked against ``problem`` if given.
+
+        Without ``problem`` the cell is not checked here: call :meth:`check_cell` (or
+        :meth:`attach`) before trusting it on a cell.
 
         Raises:
-            ValueError: if the file is not a reduced basis of this version, or belongs to
-                another cell (kind, degree, dof count, phase tags or mesh differ).
+            ValueError: if the arrays are not a reduced basis of this version, or belong to
+                another cell than ``problem``'s.
         """
-        kind = _parametrisation(problem)
-        with np.load(path, allow_pickle=False) as f:
-            if "meta" not in f.files:
-                raise ValueError(f"{os.fspath(path)} is not a reduced basis file (no 'meta')")
-            meta = json.loads(str(f["meta"]))
-            arrays = {k: f[k] for k in f.files if k != "meta"}
+        arrays = dict(arrays)
+        if "meta" not in arrays:
+            raise ValueError(f"{what} is not a reduced basis (no 'meta')")
+        meta = json.loads(str(arrays.pop("meta")))
         if meta.get("format") != FORMAT_VERSION:
             raise ValueError(
-                f"{os.fspath(path)} has reduced-basis format {meta.get('format')}, this version "
+                f"{what} has reduced-basis format {meta.get('format')}, this version "
                 f"reads {FORMAT_VERSION}; retrain and save again"
             )
-        mine = _fingerprint(problem, kind)
         theirs = meta["fingerprint"]
-        differ = [k for k in mine if mine[k] != theirs.get(k)]
-        if differ:
-            detail = "; ".join(f"{k}: file {theirs.get(k)!r}, cell {mine[k]!r}" for k in differ)
-            raise ValueError(
-                f"{os.fspath(path)} belongs to a different cell ({detail}); train a reduced "
-                "basis for this cell (ReducedBasis.train) or load the file with its own cell"
-            )
+        kinds = {"conductivity": _Conductivity, "elasticity": _Elasticity}
+        kind = kinds[theirs["kind"]](theirs["dim"])
         rb = cls(
             kind,
             theirs,
@@ -650,10 +773,35 @@ class ReducedBasis:
             arrays,
             outside=meta["outside"],
         )
+        if problem is not None:
+            try:
+                rb.check_cell(problem)
+            except ValueError as exc:
+                raise ValueError(f"{what}: {exc}") from None
         rb.tolerance = meta["tolerance"]
         rb.converged = meta["converged"]
         rb.history = [tuple(h) for h in meta["history"]]
+        rb.enrichments = int(meta.get("enrichments", 0))
+        if "growth_Z" in arrays:
+            rb._growth = {k: arrays[f"growth_{k}"] for k in ("Z", "Gbb", "Gba", "Gaa")}
         return rb
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, problem=None) -> ReducedBasis:
+        """Read a reduced basis written by :meth:`save`, for the cell of ``problem``.
+
+        Args:
+            path: The ``.npz`` file.
+            problem: The cell problem it is for (checked); ``None``: not checked here
+                (see :meth:`from_arrays`).
+
+        Raises:
+            ValueError: if the file is not a reduced basis of this version, or belongs to
+                another cell (kind, degree, dof count, phase tags or mesh differ).
+        """
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+        return cls.from_arrays(arrays, problem, what=os.fspath(path))
 
 
 # -- training ----------------------------------------------------------------------------------
@@ -773,7 +921,7 @@ class _Trainer:
         self.b = np.zeros((self.Q, d, n))
         self.avg = np.zeros((self.Q, d, d))
         volumes = problem.phases.volumes
-        constant = kind.load_constant
+        constant = kind.load_constant(problem)
         work = system.load.duplicate()
         self._petsc.append(work)
         try:
@@ -841,37 +989,108 @@ class _Trainer:
         T = (avg - b @ X) / self.problem.cell.volume
         return X, 0.5 * (T + T.T)
 
-    def run(self, rb, theta_train, references, tolerance, max_size, verbose) -> dict:
-        """The greedy loop; fills ``rb.history`` and ``rb.converged``; returns the online data."""
+    # -- the growing basis: Riesz representers and Gram matrices, one snapshot at a time -----
+    def start(self, references: np.ndarray, growth: dict | None = None) -> None:
+        """Factorise the reference inner products; an empty basis or a saved ``growth``."""
         Q, d = self.Q, self.kind.num_loads
         M = len(references)
-        ref_solvers = [self._solver(f"rb_reference_{m}", references[m]) for m in range(M)]
-        X0_csr = sum(t * A for t, A in zip(references[0], self.A_csr))
+        self.references = np.asarray(references)
+        self.ref_solvers = [self._solver(f"rb_reference_{m}", references[m]) for m in range(M)]
+        self.X0_csr = sum(t * A for t, A in zip(references[0], self.A_csr))
         n = self.b.shape[2]
-        b_flat = self.b.reshape(Q * d, n).T  # (n, Q d) term vectors
-        Yb = [self.solve(s, b_flat.copy(), "Riesz representer of a load term") for s in ref_solvers]
-        Gbb = [b_flat.T @ Y for Y in Yb]
-        Z = np.zeros((n, 0))
-        AZ = np.zeros((Q, n, 0))
-        Gba = [np.zeros((Q * d, Q, 0)) for _ in range(M)]
-        Gaa = [np.zeros((Q, 0, Q, 0)) for _ in range(M)]
+        self.b_flat = self.b.reshape(Q * d, n).T  # (n, Q d) term vectors
+        if growth is None:
+            Yb = [
+                self.solve(s, self.b_flat.copy(), "Riesz representer of a load term")
+                for s in self.ref_solvers
+            ]
+            self.Gbb = np.array([self.b_flat.T @ Y for Y in Yb])
+            self.Z = np.zeros((n, 0))
+            self.Gba = np.zeros((M, Q * d, Q, 0))
+            self.Gaa = np.zeros((M, Q, 0, Q, 0))
+        else:
+            self.Z = np.asarray(growth["Z"], dtype=np.float64)
+            if self.Z.shape[0] != n:
+                raise ValueError(
+                    f"the saved basis vectors have {self.Z.shape[0]} entries, the cell {n}"
+                )
+            self.Gbb = np.asarray(growth["Gbb"])
+            self.Gba = np.asarray(growth["Gba"])
+            self.Gaa = np.asarray(growth["Gaa"])
+        self.AZ = np.stack([A @ self.Z for A in self.A_csr])  # (Q, n, N)
+
+    def growth(self) -> dict:
+        """What :meth:`start` needs to grow the basis further (no factorisation)."""
+        return {"Z": self.Z, "Gbb": self.Gbb, "Gba": self.Gba, "Gaa": self.Gaa}
+
+    def extend(self, X: np.ndarray) -> int:
+        """Add the snapshots ``X`` (``(n, d)`` correctors), orthonormalised in ``X_0``.
+
+        Returns the number of functions added (0: all already in the span).
+        """
+        Q = self.Q
+        n = self.b.shape[2]
+        new = []
+        for k in range(X.shape[1]):
+            v = X[:, k].copy()
+            norm0 = np.sqrt(v @ (self.X0_csr @ v))
+            for _ in range(2):
+                basis = np.column_stack([self.Z, *new]) if new else self.Z
+                if basis.shape[1]:
+                    v -= basis @ (basis.T @ (self.X0_csr @ v))
+            norm = np.sqrt(max(v @ (self.X0_csr @ v), 0.0))
+            if norm0 > 0 and norm > 1e-10 * norm0:
+                new.append(v / norm)
+        if not new:
+            return 0
+        Znew = np.column_stack(new)
+        AZnew = np.stack([A @ Znew for A in self.A_csr])  # (Q, n, k)
+        N0 = self.Z.shape[1]
+        self.Z = np.hstack([self.Z, Znew])
+        self.AZ = np.concatenate([self.AZ, AZnew], axis=2)
+        k = Znew.shape[1]
+        M = len(self.ref_solvers)
+        Gba = np.zeros((M, *self.Gba.shape[1:3], N0 + k))
+        Gaa = np.zeros((M, Q, N0 + k, Q, N0 + k))
+        for m, s in enumerate(self.ref_solvers):
+            Y = self.solve(s, AZnew.transpose(1, 0, 2).reshape(n, Q * k), "Riesz representer")
+            Y = Y.reshape(n, Q, k)
+            Gba[m, :, :, :N0] = self.Gba[m]
+            Gba[m, :, :, N0:] = np.einsum("nt,nqk->tqk", self.b_flat, Y)
+            aa_new = np.einsum("qnm,npk->qmpk", self.AZ, Y)  # (Q, N, Q, k)
+            Gaa[m, :, :N0, :, :N0] = self.Gaa[m]
+            Gaa[m, :, :, :, N0:] = aa_new
+            Gaa[m, :, N0:, :, :] = aa_new.transpose(2, 3, 0, 1)
+        self.Gba, self.Gaa = Gba, Gaa
+        return k
+
+    def online(self) -> dict:
+        """The online data of the current basis."""
+        Q, d = self.Q, self.kind.num_loads
+        M = len(self.ref_solvers)
+        Z, N = self.Z, self.Z.shape[1]
+        AN = np.einsum("nm,qnk->qmk", Z, self.AZ)
+        AN = 0.5 * (AN + AN.transpose(0, 2, 1))
+        FN = np.einsum("qjn,nm->qjm", self.b, Z)
+        G = np.empty((M, Q * (d + N), Q * (d + N)))
+        for m in range(M):
+            ba = self.Gba[m].reshape(Q * d, Q * N)
+            G[m, : Q * d, : Q * d] = self.Gbb[m]
+            G[m, : Q * d, Q * d :] = ba
+            G[m, Q * d :, : Q * d] = ba.T
+            G[m, Q * d :, Q * d :] = self.Gaa[m].reshape(Q * N, Q * N)
+        G = 0.5 * (G + G.transpose(0, 2, 1))
+        return {"AN": AN, "FN": FN, "avg": self.avg, "G": G, "references": self.references}
+
+    def run(self, rb, theta_train, references, tolerance, max_size, verbose) -> dict:
+        """The greedy loop; fills ``rb.history`` and ``rb.converged``; returns the online data."""
+        self.start(references)
         rb.history, rb.converged = [], False
         theta_star = references[0]
         data = None
         while True:
             X, _ = self.truth_solve(theta_star)
-            new = []
-            for k in range(d):
-                v = X[:, k].copy()
-                norm0 = np.sqrt(v @ (X0_csr @ v))
-                for _ in range(2):
-                    basis = np.column_stack([Z, *new]) if new else Z
-                    if basis.shape[1]:
-                        v -= basis @ (basis.T @ (X0_csr @ v))
-                norm = np.sqrt(max(v @ (X0_csr @ v), 0.0))
-                if norm0 > 0 and norm > 1e-10 * norm0:
-                    new.append(v / norm)
-            if not new:
+            if not self.extend(X):
                 warnings.warn(
                     "reduced basis: the snapshots at the worst training point are already in "
                     "the basis; the greedy stops (the bound there is round-off)",
@@ -879,36 +1098,8 @@ class _Trainer:
                     stacklevel=3,
                 )
                 break
-            Znew = np.column_stack(new)
-            AZnew = np.stack([A @ Znew for A in self.A_csr])  # (Q, n, k)
-            N0 = Z.shape[1]
-            Z = np.hstack([Z, Znew])
-            AZ = np.concatenate([AZ, AZnew], axis=2)
-            k = Znew.shape[1]
-            for m, s in enumerate(ref_solvers):
-                Y = self.solve(s, AZnew.transpose(1, 0, 2).reshape(n, Q * k), "Riesz representer")
-                Y = Y.reshape(n, Q, k)
-                ba = np.einsum("nt,nqk->tqk", b_flat, Y)
-                Gba[m] = np.concatenate([Gba[m], ba], axis=2)
-                aa_new = np.einsum("qnm,npk->qmpk", AZ, Y)  # (Q, N, Q, k)
-                grown = np.zeros((Q, N0 + k, Q, N0 + k))
-                grown[:, :N0, :, :N0] = Gaa[m]
-                grown[:, :, :, N0:] = aa_new
-                grown[:, N0:, :, :] = aa_new.transpose(2, 3, 0, 1)
-                Gaa[m] = grown
-            N = Z.shape[1]
-            AN = np.einsum("nm,qnk->qmk", Z, AZ)
-            AN = 0.5 * (AN + AN.transpose(0, 2, 1))
-            FN = np.einsum("qjn,nm->qjm", self.b, Z)
-            G = np.empty((M, Q * (d + N), Q * (d + N)))
-            for m in range(M):
-                ba = Gba[m].reshape(Q * d, Q * N)
-                G[m, : Q * d, : Q * d] = Gbb[m]
-                G[m, : Q * d, Q * d :] = ba
-                G[m, Q * d :, : Q * d] = ba.T
-                G[m, Q * d :, Q * d :] = Gaa[m].reshape(Q * N, Q * N)
-            G = 0.5 * (G + G.transpose(0, 2, 1))
-            data = {"AN": AN, "FN": FN, "avg": self.avg, "G": G, "references": references}
+            N = self.Z.shape[1]
+            data = self.online()
             rb._set_online(data)
             relative = rb._evaluate_coefficients(theta_train)["relative_error_bound"]
             worst = int(np.argmax(relative))
@@ -927,7 +1118,6 @@ class _Trainer:
                 )
                 break
             theta_star = theta_train[worst]
-        self.basis = Z
         return data
 
     def destroy(self) -> None:

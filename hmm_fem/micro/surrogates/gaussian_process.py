@@ -671,20 +671,37 @@ class GaussianProcessSurrogate(MicroModel):
 
         Fallback solves of the current call that are not yet synchronised are not saved.
         """
-        if self._layout is None:
-            raise ValueError("the surrogate has no training data to save")
+        arrays = self.training_arrays()
         if self.comm.rank == 0:
-            meta = {
-                "format": FORMAT_VERSION,
-                "fingerprint": self.fingerprint(),
-                "lengths": None if self._gp is None else self._gp.lengths.tolist(),
-                "shift": None if self._gp is None else self._gp.shift.tolist(),
-                "spread": None if self._gp is None else self._gp.spread.tolist(),
-                "fitted_size": self._fitted_size,
-            }
-            np.savez(path, meta=np.array(json.dumps(meta)), states=self._X, solves=self._Y)
+            np.savez(path, **arrays)
         if self.comm.size > 1:
             self.comm.Barrier()
+
+    def training_arrays(self) -> dict[str, np.ndarray]:
+        """The training set and fit as named arrays (what :meth:`save` writes).
+
+        The same on every rank. Fallback solves not yet synchronised are refused.
+
+        Raises:
+            ValueError: without training data.
+            RuntimeError: with fallback solves not yet added (save between evaluations).
+        """
+        if self._layout is None:
+            raise ValueError("the surrogate has no training data to save")
+        if self._pending:
+            raise RuntimeError(
+                "GaussianProcessSurrogate: fallback solves not yet added to the training set; "
+                "save between evaluations (after respond)"
+            )
+        meta = {
+            "format": FORMAT_VERSION,
+            "fingerprint": self.fingerprint(),
+            "lengths": None if self._gp is None else self._gp.lengths.tolist(),
+            "shift": None if self._gp is None else self._gp.shift.tolist(),
+            "spread": None if self._gp is None else self._gp.spread.tolist(),
+            "fitted_size": self._fitted_size,
+        }
+        return {"meta": np.array(json.dumps(meta)), "states": self._X, "solves": self._Y}
 
     def load(self, path: str | os.PathLike) -> None:
         """Replace the training set by the one saved in ``path`` (every rank reads it).
@@ -695,13 +712,24 @@ class GaussianProcessSurrogate(MicroModel):
                 differ).
         """
         with np.load(path, allow_pickle=False) as f:
-            if "meta" not in f.files:
-                raise ValueError(f"{os.fspath(path)} is not a surrogate file (no 'meta')")
-            meta = json.loads(str(f["meta"]))
-            states, solves = f["states"], f["solves"]
+            arrays = {k: f[k] for k in f.files}
+        self.restore_training(arrays, what=os.fspath(path))
+
+    def restore_training(self, arrays, what: str = "the training arrays") -> None:
+        """Replace the training set by :meth:`training_arrays` of an earlier run.
+
+        The restored surrogate answers bitwise as the one that wrote them.
+
+        Raises:
+            ValueError: as :meth:`load`.
+        """
+        if "meta" not in arrays:
+            raise ValueError(f"{what} is not a surrogate file (no 'meta')")
+        meta = json.loads(str(arrays["meta"]))
+        states, solves = arrays["states"], arrays["solves"]
         if meta.get("format") != FORMAT_VERSION:
             raise ValueError(
-                f"{os.fspath(path)} has surrogate format {meta.get('format')}; this version "
+                f"{what} has surrogate format {meta.get('format')}; this version "
                 f"reads {FORMAT_VERSION}"
             )
         theirs = json.loads(meta["fingerprint"]["text"])
@@ -712,7 +740,7 @@ class GaussianProcessSurrogate(MicroModel):
         if differ:
             detail = "; ".join(f"{k}: file {theirs.get(k)!r}, model {mine[k]!r}" for k in differ)
             raise ValueError(
-                f"{os.fspath(path)} was trained on a different micro model ({detail}); load it "
+                f"{what} was trained on a different micro model ({detail}); load it "
                 "with the model it was written for, or train this one"
             )
         self._layout = {k: tuple(v) for k, v in theirs["layout"].items()}
