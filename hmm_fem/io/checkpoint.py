@@ -14,11 +14,21 @@ A checkpoint is one folder ``<root>/step-<NNNNNNNN>/``:
   ``cache/codes`` (``(n, 2)``, the updated history's content hash, NaN: none),
   ``cache/result/<name>`` (``(n, *shape)``), and ``clock`` (``time, dt, step, iteration``)
   and ``failure_log`` (JSON text).
+* ``coupling-<i>.surrogate-<j>.npz``: the training of the ``j``-th surrogate found in the
+  coupling's model (the model itself or a model it wraps, through ``.model``: anything with
+  ``training_arrays()`` and ``restore_training(arrays)``, e.g.
+  :class:`~hmm_fem.micro.GaussianProcessSurrogate` (its training states and solves, fit)
+  and :class:`~hmm_fem.micro.ReducedBasisSurrogate` (the reduced basis with its vectors,
+  :meth:`~hmm_fem.cells.ReducedBasis.to_arrays`)). The training is the same on every rank;
+  rank 0 writes it, every rank reads it back, so the restarted run answers as the
+  uninterrupted one.
 * ``manifest.json``, written last, a JSON object: ``format`` (``"hmm-fem-checkpoint"``),
   ``version`` (:data:`CHECKPOINT_VERSION`), ``step``, ``time``, ``created`` (UTC, ISO
   8601), ``ranks`` (of the run that wrote it), ``problem`` (class name), ``functions``
   (names), ``scalars`` (name -> float; JSON keeps floats exactly), ``couplings`` (one
-  object per coupling: ``model`` class name, ``history`` (bool), ``cache_entries``).
+  object per coupling: ``model`` class name, ``history`` (bool), ``cache_entries``,
+  ``surrogates`` (class names, in file order; absent in checkpoints written before
+  surrogates were saved)).
 
 Atomicity: every rank writes into ``<root>/.step-<NNNNNNNN>.partial/``; after a barrier
 rank 0 writes the manifest, flushes it to disk and renames the folder to its final name
@@ -62,6 +72,7 @@ __all__ = [
     "read_checkpoint_mesh",
     "restore",
     "save_checkpoint",
+    "surrogates_of",
 ]
 
 #: Version of the layout above; a loader refuses other versions (with the reason).
@@ -122,6 +133,43 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+def surrogates_of(model) -> list:
+    """The surrogates in a micro model: it and the models it wraps (``.model``), outermost first.
+
+    A surrogate is anything with ``training_arrays()`` and ``restore_training(arrays)``.
+    """
+    found, seen = [], set()
+    while model is not None and id(model) not in seen:
+        seen.add(id(model))
+        if callable(getattr(model, "training_arrays", None)) and callable(
+            getattr(model, "restore_training", None)
+        ):
+            found.append(model)
+        model = getattr(model, "model", None)
+    return found
+
+
+def _collective(comm: MPI.Comm, work, *args):
+    """``work(*args)`` on every rank; an exception on any rank is raised on every rank."""
+    failure, message = None, None
+    try:
+        result = work(*args)
+    except Exception as exc:  # noqa: BLE001 - re-raised collectively below
+        failure, message, result = exc, f"{type(exc).__name__}: {exc}", None
+    messages = comm.allgather(message) if comm.size > 1 else [message]
+    if failure is not None:
+        raise failure
+    for rank, text in enumerate(messages):
+        if text is not None:
+            raise RuntimeError(f"checkpoint: rank {rank} failed: {text}")
+    return result
+
+
+def _write_arrays(path: Path, arrays: dict) -> None:
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
 def _step_name(step: int) -> str:
     return f"{_PREFIX}{int(step):08d}"
 
@@ -180,11 +228,16 @@ def save_checkpoint(problem, root: str | os.PathLike, step: int, keep: int = 2) 
             dispatcher.save_history(partial / f"coupling-{i}.history.npz")
         state = dispatcher.export_state()
         _on_root(comm, _write_dispatcher, partial / f"coupling-{i}.dispatcher.npz", state)
+        surrogates = surrogates_of(dispatcher.model)
+        for j, surrogate in enumerate(surrogates):
+            arrays = _collective(comm, surrogate.training_arrays)
+            _on_root(comm, _write_arrays, partial / f"coupling-{i}.surrogate-{j}.npz", arrays)
         couplings.append(
             {
                 "model": type(dispatcher.model).__name__,
                 "history": history,
                 "cache_entries": len(state["keys"]),
+                "surrogates": [type(s).__name__ for s in surrogates],
             }
         )
     manifest = None
@@ -397,7 +450,8 @@ def restore(problem, where) -> int:
     """Load a checkpoint into ``problem``, built on :func:`read_checkpoint_mesh` (collective).
 
     Reads the functions, the scalars (time, time step), every coupling's histories, macro
-    clock and state cache. The micro statistics start afresh.
+    clock, state cache and the training of its surrogates (see :func:`surrogates_of`).
+    The micro statistics start afresh.
 
     Args:
         problem: The macro problem, of the same class and options as the saved one.
@@ -408,7 +462,11 @@ def restore(problem, where) -> int:
 
     Raises:
         ValueError: If the checkpoint does not match the problem (class, functions,
-            couplings and their models).
+            couplings and their models and surrogates).
+
+    Warns:
+        RuntimeWarning: If the problem's models hold surrogates and the checkpoint (an
+            older one) holds no training for them: they keep their present training.
     """
     import adios4dolfinx
 
@@ -430,6 +488,23 @@ def restore(problem, where) -> int:
             f"checkpoint {checkpoint.path} holds micro models {saved_models}, the problem "
             f"has {models}: build the problem with the same models in the same order"
         )
+    surrogates = [surrogates_of(c.dispatcher.model) for c in parts["couplings"]]
+    for i, found in enumerate(surrogates):
+        names = [type(s).__name__ for s in found]
+        saved = manifest["couplings"][i].get("surrogates")
+        if saved is None and names:
+            warnings.warn(
+                f"checkpoint {checkpoint.path} holds no surrogate training (written before "
+                f"surrogates were saved); the surrogates {names} of coupling {i} keep their "
+                "present training, so the restarted run may answer otherwise",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        elif saved is not None and saved != names:
+            raise ValueError(
+                f"checkpoint {checkpoint.path} holds the training of surrogates {saved} in "
+                f"coupling {i}, the problem's model has {names}: wrap the models alike"
+            )
     fields = checkpoint.path / _FIELDS
     with _quiet_adios():
         for name, function in functions.items():
@@ -443,6 +518,12 @@ def restore(problem, where) -> int:
             )
         state = _read_dispatcher(checkpoint.path / f"coupling-{i}.dispatcher.npz")
         dispatcher.import_state(**state)
+        if manifest["couplings"][i].get("surrogates") is not None:
+            for j, surrogate in enumerate(surrogates[i]):
+                path = checkpoint.path / f"coupling-{i}.surrogate-{j}.npz"
+                with np.load(path, allow_pickle=False) as data:
+                    arrays = {k: data[k] for k in data.files}
+                surrogate.restore_training(arrays)
     return checkpoint.step
 
 
