@@ -65,6 +65,22 @@ safeguard, so the bound does not drop below the rounding of its own evaluation.
 
 The bound is certified with respect to the full finite element solution on the same mesh
 (not the continuum: the discretisation error is another matter).
+
+**The Stokes cell** (:class:`~hmm_fem.cells.PermeabilityCell`) is affine in a stretch of
+the cell, ``x = diag(s) xhat`` (a rectangular or box cell with the inclusions stretched
+alike), not in the viscosity (``k`` is simply proportional to ``1/mu``). With the
+contravariant Piola map of the velocity the divergence constraint does not depend on
+``s``, and on the discretely divergence-free space the viscous form is affine with
+positive coefficients and semidefinite terms: the same greedy, online stage and rigorous
+bound apply, with the divergence blocks in ``D`` (see :class:`_Stokes`). The reduced
+permeability is a *lower* bound there: ``0 <= k - k_N <= B``. Parameters:
+``{"stretch": (s_x, s_y)}``; training ranges ``{"stretch": {"sx": (lo, hi), "sy": ...}}``.
+
+**Growing after training.** :meth:`ReducedBasis.train` keeps the basis vectors and the
+Gram pieces (``n x N`` floats, not the factorisations). :meth:`ReducedBasis.attach`
+rebuilds the truth operators on the cell, :meth:`ReducedBasis.truth_correctors` solves the
+full cell at a parameter and :meth:`ReducedBasis.enrich` adds such snapshots as the greedy
+does (used by :class:`~hmm_fem.micro.ReducedBasisSurrogate` to learn from its fallbacks).
 """
 
 from __future__ import annotations
@@ -150,6 +166,8 @@ class _Conductivity:
     kind = "conductivity"
     names = ("k",)
     log = np.array([True])
+    sign = 1.0  # T = sign (<C> - b . x) / |Y|
+    homogeneous = True  # the tensor is homogeneous of degree one in the parameters
 
     def __init__(self, dim: int):
         d = int(dim)
@@ -182,6 +200,8 @@ class _Elasticity:
     kind = "elasticity"
     names = ("E", "nu")
     log = np.array([True, False])
+    sign = 1.0
+    homogeneous = True
 
     def __init__(self, dim: int):
         d = int(dim)
@@ -210,15 +230,107 @@ class _Elasticity:
         return theta.reshape(*theta.shape[:-2], -1)
 
 
+def _phase_kind_defaults(cls):
+    """Members shared by the phase kinds (loads carry the matrix coefficients)."""
+
+    def load_coefficients(self, theta: np.ndarray) -> np.ndarray:
+        return theta
+
+    def output_scale(self, params: np.ndarray) -> np.ndarray | None:
+        return None
+
+    def phases(self, cell) -> dict:
+        return dict(cell.phases)
+
+    cls.load_coefficients = load_coefficients
+    cls.output_scale = output_scale
+    cls.phases = phases
+    return cls
+
+
+_phase_kind_defaults(_Conductivity)
+_phase_kind_defaults(_Elasticity)
+
+
+class _Stokes:
+    """The periodic Stokes cell stretched by ``s = (s_1, .., s_d)``: ``x = diag(s) xhat``.
+
+    The velocity is mapped by the contravariant Piola map ``u = diag(s) uhat / det``
+    (``det = prod s``), which keeps no slip and periodicity and maps the divergence to
+    ``div u = divhat uhat / det``: the discretely divergence-free space ``V_0`` of the
+    reference cell does not depend on ``s``. On it the viscous form is affine with
+    positive coefficients and positive semidefinite terms::
+
+        int grad u : grad v dx = sum_kl theta_kl int d_l uhat_k d_l vhat_k dxhat,
+        theta_kl = s_k^2 / (s_l^2 det),
+
+    and the load ``e_j`` becomes ``s_j int vhat_j dxhat``. With ``xhat_j = x_j / s_j`` the
+    loads are those of the reference cell, ``That_ij = bhat_i . xhat_j / |Yhat|`` and the
+    permeability is ``k = diag(s) That diag(s) / det``. The saddle-point operator
+    ``[[A(theta), B^T], [B, 0]]`` is ``D + sum theta_kl A_kl`` with the divergence blocks
+    in ``D``: solving with it gives the Riesz representers in ``V_0``, where the
+    coercivity argument of the module docstring holds unchanged (``A`` is only
+    semidefinite on the whole space, but positive on ``V_0``). The reduced basis
+    underestimates: ``0 <= k - k_N <= diag(s) B diag(s) / det``.
+    """
+
+    kind = "stokes"
+    sign = -1.0  # T = b . x / |Y|: a compliance; the reduced tensor is a lower bound
+    homogeneous = False
+
+    def __init__(self, dim: int):
+        d = int(dim)
+        self.dim = d
+        self.names = tuple(f"s{'xyz'[k]}" for k in range(d))
+        self.log = np.ones(d, dtype=bool)
+        self.num_loads = d
+        self.terms = [(k, l) for k in range(d) for l in range(d)]  # noqa: E741
+
+    @staticmethod
+    def load_constant(problem):
+        return problem.force
+
+    def phases(self, cell) -> dict:
+        return {"stretch": 0}
+
+    def parse(self, value, what: str) -> np.ndarray:
+        s = np.asarray(value, dtype=np.float64).reshape(-1)
+        if s.shape != (self.dim,) or not np.all(np.isfinite(s)) or np.any(s <= 0):
+            raise ValueError(
+                f"{what} is {value!r}; give {self.dim} positive stretch factors "
+                f"({', '.join(self.names)}), the cell's side lengths over the reference cell's"
+            )
+        return s
+
+    def coefficients(self, params: np.ndarray) -> np.ndarray:
+        """``theta_kl = s_k^2 / (s_l^2 det)`` (``(..., d^2)``) of ``(..., 1, d)`` stretches."""
+        s = params[..., 0, :]
+        det = np.prod(s, axis=-1)
+        theta = s[..., :, None] ** 2 / (s[..., None, :] ** 2 * det[..., None, None])
+        return theta.reshape(*theta.shape[:-2], -1)
+
+    def load_coefficients(self, theta: np.ndarray) -> np.ndarray:
+        return np.ones((*theta.shape[:-1], 1))
+
+    def output_scale(self, params: np.ndarray) -> np.ndarray:
+        """``s / sqrt(det)``: ``k = diag(sigma) That diag(sigma)``."""
+        s = np.asarray(params)[..., 0, :]
+        return s / np.sqrt(np.prod(s, axis=-1))[..., None]
+
+
 def _parametrisation(problem):
+    from .stokes import PermeabilityCell
+
     if isinstance(problem, ConductivityCell):
         kind = _Conductivity(problem.cell.dim)
     elif isinstance(problem, ElasticityCell):
         kind = _Elasticity(problem.cell.dim)
+    elif isinstance(problem, PermeabilityCell):
+        kind = _Stokes(problem.cell.dim)
     else:
         raise TypeError(
-            f"ReducedBasis takes a ConductivityCell or an ElasticityCell, got "
-            f"{type(problem).__name__}"
+            f"ReducedBasis takes a ConductivityCell, an ElasticityCell or a PermeabilityCell, "
+            f"got {type(problem).__name__}"
         )
     if problem.condition.name != "periodic":
         raise ValueError(
@@ -243,7 +355,7 @@ def _fingerprint(problem, kind) -> dict:
         "dim": int(cell.dim),
         "degree": int(problem.degree),
         "dofs": int(problem.system.load.getSize()),
-        "phases": {str(k): int(v) for k, v in cell.phases.items()},
+        "phases": {str(k): int(v) for k, v in kind.phases(cell).items()},
         "mesh_hash": digest.hexdigest(),
     }
 
@@ -264,7 +376,7 @@ def _hilbert(log_theta: np.ndarray, log_refs: np.ndarray) -> np.ndarray:
 
 
 class ReducedBasis:
-    """A certified reduced basis of a periodic conductivity or elasticity cell.
+    """A certified reduced basis of a periodic conductivity, elasticity or (stretched) Stokes cell.
 
     Built by :meth:`train` (or :meth:`load`); see the module docstring for the method and
     the derivation of the bound.
@@ -277,7 +389,7 @@ class ReducedBasis:
         >>> rb.save("square.npz"); rb = ReducedBasis.load("square.npz", problem)
 
     Attributes:
-        kind: ``"conductivity"`` or ``"elasticity"``.
+        kind: ``"conductivity"``, ``"elasticity"`` or ``"stokes"``.
         fingerprint: What identifies the cell (kind, degree, dofs, phases, mesh hash).
         size: ``N``, the number of basis functions.
         references: The reference coefficients ``thetabar`` (``(M, Q)``).
@@ -370,6 +482,9 @@ class ReducedBasis:
         """
         params = np.asarray(params, dtype=np.float64)
         tol = 1e-12
+        if not self._kind.homogeneous:
+            scale = 1.0 + tol
+            return np.all((params >= self.lower / scale) & (params <= self.upper * scale), (-2, -1))
         log = self._kind.log
         x = np.log(params[..., log])
         lo, hi = np.log(self.lower[:, log]), np.log(self.upper[:, log])
@@ -401,7 +516,9 @@ class ReducedBasis:
         inside = bool(self.inside(params))
         if not inside:
             self._outside(params)
-        out = self._evaluate_coefficients(self._kind.coefficients(params)[None])
+        out = self._evaluate_coefficients(
+            self._kind.coefficients(params)[None], self._kind.output_scale(params[None])
+        )
         return ReducedEvaluation(
             tensor=out["tensor"][0],
             bound=out["bound"][0],
@@ -438,8 +555,10 @@ class ReducedBasis:
                 f"{list(self.phases)})"
             )
         good = np.isfinite(params).all(axis=2) & (params[:, :, 0] > 0)
-        if shape[1] > 1:
+        if self.kind == "elasticity":
             good &= (params[:, :, 1] > -1.0) & (params[:, :, 1] < 0.5)
+        elif self.kind == "stokes":
+            good &= np.all(params > 0, axis=2)
         if not np.all(good):
             # The scalar check names the first bad value and what is wrong with it.
             s, p = np.argwhere(~good)[0]
@@ -449,7 +568,9 @@ class ReducedBasis:
         inside = self.inside(params)
         if not np.all(inside):
             self._outside(params[~inside][0], count=int(np.sum(~inside)))
-        out = self._evaluate_coefficients(self._kind.coefficients(params))
+        out = self._evaluate_coefficients(
+            self._kind.coefficients(params), self._kind.output_scale(params)
+        )
         out["inside"] = inside
         return out
 
@@ -468,21 +589,27 @@ class ReducedBasis:
             stacklevel=3,
         )
 
-    def _evaluate_coefficients(self, theta: np.ndarray) -> dict:
-        """The online stage at coefficients ``theta`` (``(S, Q)``), vectorised over ``S``."""
+    def _evaluate_coefficients(self, theta: np.ndarray, scale: np.ndarray | None = None) -> dict:
+        """The online stage at coefficients ``theta`` (``(S, Q)``), vectorised over ``S``.
+
+        ``scale`` (``(S, d)``, the Stokes stretch): the tensor and bound are
+        ``diag(scale) T diag(scale)`` (a congruence: the Loewner order is kept).
+        """
         S, Q = theta.shape
         N, d = self.size, self._FN.shape[1]
+        L = self._FN.shape[0]
+        phi = self._kind.load_coefficients(theta)  # (S, L)
         A = np.einsum("sq,qmn->smn", theta, self._AN)
-        F = np.einsum("sq,qjn->sjn", theta, self._FN)
+        F = np.einsum("sl,ljn->sjn", phi, self._FN)
         C = np.linalg.solve(A, F.transpose(0, 2, 1))  # (S, N, d)
         avg = np.einsum("sq,qij->sij", theta, self._avg)
-        T = (avg - F @ C) / self.volume
+        T = self._kind.sign * (avg - F @ C) / self.volume
         T = 0.5 * (T + T.transpose(0, 2, 1))
-        # The residual coefficients of the terms [b_qj (Q d), A_q z_n (Q N)].
-        W = np.empty((S, Q * (d + N), d))
+        # The residual coefficients of the terms [b_lj (L d), A_q z_n (Q N)].
+        W = np.empty((S, L * d + Q * N, d))
         eye = np.eye(d)
-        W[:, : Q * d, :] = (theta[:, :, None, None] * eye).reshape(S, Q * d, d)
-        W[:, Q * d :, :] = -(theta[:, :, None, None] * C[:, None, :, :]).reshape(S, Q * N, d)
+        W[:, : L * d, :] = (phi[:, :, None, None] * eye).reshape(S, L * d, d)
+        W[:, L * d :, :] = -(theta[:, :, None, None] * C[:, None, :, :]).reshape(S, Q * N, d)
         log_theta = np.log(theta)
         distance = _hilbert(log_theta, self._log_refs)  # (S, M)
         ref = np.argmin(distance, axis=1)
@@ -499,9 +626,17 @@ class ReducedBasis:
             safeguard[sel] = self._gamma * np.linalg.norm(rounding, axis=(1, 2))
         R = 0.5 * (R + R.transpose(0, 2, 1)) + safeguard[:, None, None] * np.eye(d)
         B = R / (alpha[:, None, None] * self.volume)
+        rounding = safeguard / (alpha * self.volume)
+        if scale is not None:
+            T = scale[:, :, None] * T * scale[:, None, :]
+            B = scale[:, :, None] * B * scale[:, None, :]
+            avg = scale[:, :, None] * avg * scale[:, None, :]
+            rounding = rounding * (scale**2).max(axis=1)
         top_B = np.linalg.eigvalsh(B)[:, -1].clip(min=0.0)
         top_T = np.linalg.eigvalsh(T)[:, -1]
-        denominator = top_T - top_B
+        # T_N >= T (energy minimum): lambda_max(T) >= lambda_max(T_N) - lambda_max(B);
+        # T_N <= T (compliance, Stokes): lambda_max(T) >= lambda_max(T_N).
+        denominator = top_T - top_B if self._kind.sign > 0 else top_T
         with np.errstate(divide="ignore"):
             relative = np.where(
                 denominator > 0, top_B / np.where(denominator > 0, denominator, 1.0), np.inf
@@ -516,7 +651,7 @@ class ReducedBasis:
             "reference": ref,
             "effectivity_bound": np.exp(distance[np.arange(S), ref]),
             "arithmetic_mean": avg / self.volume,
-            "rounding_bound": safeguard / (alpha * self.volume),
+            "rounding_bound": rounding,
         }
 
     # -- offline -----------------------------------------------------------------------------
@@ -541,13 +676,15 @@ class ReducedBasis:
         Args:
             problem: A :class:`~hmm_fem.cells.ConductivityCell` or
                 :class:`~hmm_fem.cells.ElasticityCell` with the periodic condition (its
-                current phase values do not matter; they are left unchanged).
+                current phase values do not matter; they are left unchanged), or a
+                :class:`~hmm_fem.cells.PermeabilityCell` (the reference cell of a stretch).
             ranges: Per phase (name or tag) the training range. Conductivity: ``(lo, hi)``
                 or a fixed value. Elasticity: ``{"E": (lo, hi), "nu": (lo, hi)}`` (either a
                 range or a fixed value). Moduli are sampled log-uniformly, ``nu``
                 uniformly; as the tensor is homogeneous of degree one in the moduli, a
                 fixed matrix modulus with the inclusion's in ``(1, 1000)`` covers every
-                contrast from 1 to 1000 at any scale.
+                contrast from 1 to 1000 at any scale. Stokes:
+                ``{"stretch": {"sx": (lo, hi), "sy": (lo, hi)}}`` (log-uniform).
             tolerance: Stop when the relative error bound is below this on the whole
                 training set.
             training_size: Number of Halton points of the training set (the corners of
@@ -574,7 +711,7 @@ class ReducedBasis:
         start = time.perf_counter()
         kind = _parametrisation(problem)
         cell = problem.cell
-        phases = dict(cell.phases)
+        phases = kind.phases(cell)
         lower, upper = _ranges(kind, phases, ranges)
         rb = cls.__new__(cls)
         rb._kind, rb.kind, rb.phases = kind, kind.kind, phases
@@ -594,6 +731,7 @@ class ReducedBasis:
                 tolerance,
                 max_size if max_size is not None else 40 * kind.num_loads,
                 verbose,
+                kind.output_scale(training),
             )
             rb._growth = trainer.growth()  # to grow the basis later (enrich)
         finally:
@@ -761,7 +899,7 @@ class ReducedBasis:
                 f"reads {FORMAT_VERSION}; retrain and save again"
             )
         theirs = meta["fingerprint"]
-        kinds = {"conductivity": _Conductivity, "elasticity": _Elasticity}
+        kinds = {"conductivity": _Conductivity, "elasticity": _Elasticity, "stokes": _Stokes}
         kind = kinds[theirs["kind"]](theirs["dim"])
         rb = cls(
             kind,
@@ -885,11 +1023,18 @@ class _Trainer:
     def __init__(self, problem, kind, petsc_options):
         self.problem = problem
         self.kind = kind
+        if petsc_options is None and kind.kind == "stokes":
+            from .stokes import STOKES_SOLVER_OPTIONS
+
+            petsc_options = STOKES_SOLVER_OPTIONS  # saddle point: LU, not Cholesky
         options = DEFAULT_SOLVER_OPTIONS if petsc_options is None else petsc_options
         self.options = options
         self._petsc = []
         self.solvers = []
-        self._affine()
+        if kind.kind == "stokes":
+            self._affine_stokes()
+        else:
+            self._affine()
         self.truth = self._solver("rb_truth", np.ones(self.Q))
 
     def _affine(self) -> None:
@@ -944,8 +1089,54 @@ class _Trainer:
             constant.value[...] = 0.0
             problem.phases.set(saved)
         self.A_csr = [_csr(A_q) for A_q in self.A]
-        self.constrained = np.zeros(n, dtype=bool)
-        self.constrained[self.D.getDiagonal().array_r != 0.0] = True
+
+    def _affine_stokes(self) -> None:
+        """``D`` (divergence blocks, constrained diagonal), ``A_kl`` and ``bhat_j``."""
+        import ufl
+        from dolfinx import fem
+
+        problem, kind = self.problem, self.kind
+        d = kind.num_loads
+        W = problem.W
+        msh = problem.mesh
+        weights = fem.Constant(msh, np.zeros((d, d)))
+        div = fem.Constant(msh, 0.0)
+        (u, p), (v, q) = ufl.split(ufl.TrialFunction(W)), ufl.split(ufl.TestFunction(W))
+        viscous = sum(
+            weights[k, l] * u[k].dx(l) * v[k].dx(l)
+            for k in range(d)
+            for l in range(d)  # noqa: E741
+        )
+        form = fem.form((viscous - div * (p * ufl.div(v) + q * ufl.div(u))) * ufl.dx)
+        template = problem.solver.A
+        self.D = template.duplicate()
+        div.value = 1.0
+        dolfinx_mpc.assemble_matrix(form, problem.mpc, bcs=problem.bcs, diagval=1.0, A=self.D)
+        self._petsc.append(self.D)
+        div.value = 0.0
+        self.A = []
+        for k, l in kind.terms:  # noqa: E741
+            weights.value[...] = 0.0
+            weights.value[k, l] = 1.0
+            A_q = template.duplicate()
+            dolfinx_mpc.assemble_matrix(form, problem.mpc, bcs=problem.bcs, diagval=0.0, A=A_q)
+            self._petsc.append(A_q)
+            self.A.append(A_q)
+        self.Q = len(self.A)
+        system = problem.system
+        n = system.load.getLocalSize()
+        work = system.load.duplicate()
+        self._petsc.append(work)
+        self.b = np.zeros((1, d, n))
+        constant = kind.load_constant(problem)
+        try:
+            for j in range(d):
+                constant.value[...] = np.eye(d)[j]
+                self.b[0, j] = system.assemble_load(work).array_r
+        finally:
+            constant.value[...] = 0.0
+        self.avg = np.zeros((self.Q, d, d))
+        self.A_csr = [_csr(A_q) for A_q in self.A]
 
     def _solver(self, name: str, theta: np.ndarray) -> FactorisedSolver:
         """A factorised solver of ``D + sum theta_q A_q``."""
@@ -983,22 +1174,23 @@ class _Trainer:
     def truth_solve(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The full correctors (reduced vectors, ``(n, d)``) and tensor at ``theta``."""
         self._set(self.truth, theta)
-        b = np.tensordot(theta, self.b, axes=1)  # (d, n)
+        b = np.tensordot(self.kind.load_coefficients(theta), self.b, axes=1)  # (d, n)
         X = self.solve(self.truth, b.T.copy(), "truth load case")
         avg = np.tensordot(theta, self.avg, axes=1)
-        T = (avg - b @ X) / self.problem.cell.volume
+        T = self.kind.sign * (avg - b @ X) / self.problem.cell.volume
         return X, 0.5 * (T + T.T)
 
     # -- the growing basis: Riesz representers and Gram matrices, one snapshot at a time -----
     def start(self, references: np.ndarray, growth: dict | None = None) -> None:
         """Factorise the reference inner products; an empty basis or a saved ``growth``."""
         Q, d = self.Q, self.kind.num_loads
+        L = self.b.shape[0]
         M = len(references)
         self.references = np.asarray(references)
         self.ref_solvers = [self._solver(f"rb_reference_{m}", references[m]) for m in range(M)]
         self.X0_csr = sum(t * A for t, A in zip(references[0], self.A_csr))
         n = self.b.shape[2]
-        self.b_flat = self.b.reshape(Q * d, n).T  # (n, Q d) term vectors
+        self.b_flat = self.b.reshape(L * d, n).T  # (n, L d) load term vectors
         if growth is None:
             Yb = [
                 self.solve(s, self.b_flat.copy(), "Riesz representer of a load term")
@@ -1006,7 +1198,7 @@ class _Trainer:
             ]
             self.Gbb = np.array([self.b_flat.T @ Y for Y in Yb])
             self.Z = np.zeros((n, 0))
-            self.Gba = np.zeros((M, Q * d, Q, 0))
+            self.Gba = np.zeros((M, L * d, Q, 0))
             self.Gaa = np.zeros((M, Q, 0, Q, 0))
         else:
             self.Z = np.asarray(growth["Z"], dtype=np.float64)
@@ -1067,22 +1259,25 @@ class _Trainer:
     def online(self) -> dict:
         """The online data of the current basis."""
         Q, d = self.Q, self.kind.num_loads
+        Ld = self.b.shape[0] * d
         M = len(self.ref_solvers)
         Z, N = self.Z, self.Z.shape[1]
         AN = np.einsum("nm,qnk->qmk", Z, self.AZ)
         AN = 0.5 * (AN + AN.transpose(0, 2, 1))
-        FN = np.einsum("qjn,nm->qjm", self.b, Z)
-        G = np.empty((M, Q * (d + N), Q * (d + N)))
+        FN = np.einsum("ljn,nm->ljm", self.b, Z)
+        G = np.empty((M, Ld + Q * N, Ld + Q * N))
         for m in range(M):
-            ba = self.Gba[m].reshape(Q * d, Q * N)
-            G[m, : Q * d, : Q * d] = self.Gbb[m]
-            G[m, : Q * d, Q * d :] = ba
-            G[m, Q * d :, : Q * d] = ba.T
-            G[m, Q * d :, Q * d :] = self.Gaa[m].reshape(Q * N, Q * N)
+            ba = self.Gba[m].reshape(Ld, Q * N)
+            G[m, :Ld, :Ld] = self.Gbb[m]
+            G[m, :Ld, Ld:] = ba
+            G[m, Ld:, :Ld] = ba.T
+            G[m, Ld:, Ld:] = self.Gaa[m].reshape(Q * N, Q * N)
         G = 0.5 * (G + G.transpose(0, 2, 1))
         return {"AN": AN, "FN": FN, "avg": self.avg, "G": G, "references": self.references}
 
-    def run(self, rb, theta_train, references, tolerance, max_size, verbose) -> dict:
+    def run(
+        self, rb, theta_train, references, tolerance, max_size, verbose, scale_train=None
+    ) -> dict:
         """The greedy loop; fills ``rb.history`` and ``rb.converged``; returns the online data."""
         self.start(references)
         rb.history, rb.converged = [], False
@@ -1101,7 +1296,7 @@ class _Trainer:
             N = self.Z.shape[1]
             data = self.online()
             rb._set_online(data)
-            relative = rb._evaluate_coefficients(theta_train)["relative_error_bound"]
+            relative = rb._evaluate_coefficients(theta_train, scale_train)["relative_error_bound"]
             worst = int(np.argmax(relative))
             rb.history.append((N, float(relative[worst])))
             if verbose:
