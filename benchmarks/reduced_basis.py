@@ -16,6 +16,17 @@
     1e-13 max|<C>| (``<C>`` the arithmetic mean of the phases, from which the energy
     formula cancels down).
 
+(c) The Stokes cell (square array, solid fraction 0.2) stretched by ``s_x, s_y`` in
+    0.5-2 (rectangular cells with elliptic pores; the affine case of Stokes): offline
+    time, basis size, online time, the warm full solve of the stretched cell (a new
+    cell: mesh, periodic maps, assembly, MUMPS), and ``--stokes-samples`` random stretches
+    against full Stokes solves on the stretched meshes (independent of the affine
+    decomposition): the largest true and certified relative errors, violations
+    (``k - k_N`` must lie between 0 and the bound in the Loewner order), effectivity.
+(d) Learning from fallbacks: a conductivity surrogate (k_inclusion = 10 (1 + 0.05 (T -
+    300))) on a basis of one snapshot, tolerance 1e-7, five calls of 40 random
+    temperatures 300-380 K: fallbacks per call and the basis size.
+
 The last line is ``RB speed-up: X`` (target >= 100; online <= 1 ms). Run: ``make bench`` or
 ``docker/run python3 benchmarks/reduced_basis.py [--mesh-size H] [--samples N]``.
 """
@@ -34,6 +45,8 @@ parser.add_argument("--validation-mesh-size", type=float, default=0.02, help="co
 parser.add_argument("--elastic-mesh-size", type=float, default=0.04, help="elasticity")
 parser.add_argument("--samples", type=int, default=1000, help="random samples of (b)")
 parser.add_argument("--tolerance", type=float, default=1e-7, help="greedy relative bound")
+parser.add_argument("--stokes-mesh-size", type=float, default=0.04, help="Stokes cell (c)")
+parser.add_argument("--stokes-samples", type=int, default=40, help="random stretches of (c)")
 args = parser.parse_args()
 
 CONTRAST = {"matrix": 1.0, "inclusion": (1.0, 1000.0)}
@@ -182,6 +195,102 @@ samples = [
 ]
 validate(rb_elastic, elastic, samples, "elasticity")
 elastic.destroy()
+
+# -- (c) the stretched Stokes cell -----------------------------------------------------------------
+def stretched_square(s, mesh_size):
+    import dataclasses
+
+    c = cells.square(0.2, mesh_size=mesh_size)
+    c.mesh.geometry.x[:, 0] *= s[0]
+    c.mesh.geometry.x[:, 1] *= s[1]
+    return dataclasses.replace(c, lengths=(float(s[0]), float(s[1])))
+
+
+stokes = cells.PermeabilityCell(cells.square(0.2, mesh_size=args.stokes_mesh_size))
+print(f"(c) Stokes cell, square f=0.2 (Taylor-Hood P2-P1): {stokes.system.load.getSize()} dofs")
+STRETCH = {"stretch": {"sx": (0.5, 2.0), "sy": (0.5, 2.0)}}
+rb_stokes = ReducedBasis.train(stokes, STRETCH, tolerance=args.tolerance)
+print(
+    f"    offline {rb_stokes.offline_seconds:.1f} s, N = {rb_stokes.size}, "
+    f"{len(rb_stokes.references)} references, converged {rb_stokes.converged}"
+)
+stretches = np.exp(rng.uniform(np.log(0.5), np.log(2.0), (args.stokes_samples, 2)))
+timing = []
+for s in stretches[:200]:
+    start = time.perf_counter()
+    rb_stokes.evaluate({"stretch": tuple(s)})
+    timing.append(time.perf_counter() - start)
+true, certified, effectivities, violations, full_times = [], [], [], 0, []
+for s in stretches:
+    start = time.perf_counter()
+    full = cells.PermeabilityCell(stretched_square(s, args.stokes_mesh_size))
+    k = full.permeability()
+    full_times.append(time.perf_counter() - start)
+    full.destroy()
+    result = rb_stokes.evaluate({"stretch": tuple(s)})
+    E = k - result.tensor
+    err = np.linalg.norm(E, 2)
+    rounding = 1e-12 * np.abs(k).max()
+    ok = (
+        np.linalg.eigvalsh(E)[0] >= -rounding
+        and np.linalg.eigvalsh(result.bound - E)[0] >= -rounding
+        and err <= result.error_bound + rounding
+    )
+    violations += not ok
+    true.append(err / np.linalg.norm(k, 2))
+    certified.append(result.relative_error_bound)
+    if err > 10 * max(result.rounding_bound, rounding):
+        effectivities.append(result.error_bound / err)
+eff = np.array(effectivities)
+print(
+    f"    online {1e3 * np.median(timing):.3f} ms (median); full solve of a stretched cell "
+    f"{np.median(full_times):.2f} s (median, cell built anew)"
+)
+print(
+    f"    {len(stretches)} stretches: largest true relative error {max(true):.2e}, largest "
+    f"certified bound {max(certified):.2e}, bound below the true error {violations} times"
+)
+if eff.size:
+    print(
+        f"    effectivity over {eff.size} samples above the rounding floor: min {eff.min():.2f}, "
+        f"median {np.median(eff):.2f}, max {eff.max():.2f}"
+    )
+stokes.destroy()
+
+# -- (d) learning from fallbacks -------------------------------------------------------------------
+import warnings  # noqa: E402
+
+from mpi4py import MPI  # noqa: E402
+
+from hmm_fem.coupling import Dispatcher  # noqa: E402
+from hmm_fem.materials.laws import LinearLaw  # noqa: E402
+from hmm_fem.micro import ConductivityModel, ReducedBasisSurrogate  # noqa: E402
+
+model = ConductivityModel(
+    cells.square(0.4, mesh_size=args.validation_mesh_size),
+    {"matrix": 1.0, "inclusion": LinearLaw(10.0, 0.05, T0=300.0)},
+)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", RuntimeWarning)
+    one = ReducedBasis.train(
+        model.cell_problem(T=300.0), {"matrix": 1.0, "inclusion": (5.0, 40.0)}, max_size=2
+    )
+start_size = one.size
+surrogate = ReducedBasisSurrogate(model, one, tolerance=1e-7, comm=MPI.COMM_SELF)
+dispatcher = Dispatcher(surrogate, MPI.COMM_SELF)
+per_call = []
+for _ in range(5):
+    T = rng.uniform(300.0, 380.0, 40)
+    before = surrogate.statistics.fallbacks
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dispatcher.evaluate({"T": T, "grad_T": np.tile([1.0, 0.0], (40, 1))})
+    per_call.append(surrogate.statistics.fallbacks - before)
+print(
+    f"(d) learning surrogate, 5 calls of 40 states: fallbacks per call {per_call}, basis "
+    f"{start_size} -> {one.size} functions, largest accepted bound "
+    f"{surrogate.statistics.largest_accepted:.1e}"
+)
 
 print(f"online {1e3 * online_median:.3f} ms at {cell.num_cells} triangles (target <= 1 ms)")
 print(f"RB speed-up: {warm_median / online_median:.0f}")
