@@ -355,8 +355,9 @@ def test_reduced_basis_surrogate_learns_from_fallbacks_and_stays_certified(condu
             # tests/test_reduced_basis.py: about 1e-14 of the arithmetic mean).
             assert error <= bounds[i] + 1e-13 * 60.0, (T[i], error, bounds[i])
             assert bounds[i] <= tolerance
-    # Measured: fallbacks per call [12, 1, 0, 0, 1], basis 2 -> 10 functions.
-    assert fallbacks[0] == 12  # the coarse basis certifies nothing at 1e-7
+    # Measured: fallbacks per call [12, 1, 0, 0, 1], basis 2 -> 10 functions; over seeds
+    # 0-19 of the states: 11-12 fallbacks in the first call, at most 2 in the last two.
+    assert fallbacks[0] >= 11  # the coarse basis certifies (almost) nothing at 1e-7
     assert sum(fallbacks[-2:]) <= 2, fallbacks
     assert rb.size > start and surrogate.statistics.training_size == rb.size
     assert rb.upper[1, 0] > 40.0  # the box widened to the learned states above 360 K
