@@ -15,6 +15,7 @@ two ranks), as tests/test_cli.py runs the CLI: one serial pytest process checks 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -512,3 +513,46 @@ def test_surrogate_training_is_checkpointed(kind, tmp_path_factory):
     # (Its temperatures agree to round-off too: the answers are certified to 1e-9, and
     # measured 2e-16 apart; the counts show what the checkpoint carried.)
     assert counts(control_surrogate)[1] > steps_3_4[1]
+
+    # A checkpoint without surrogate training (written before it was saved) warns.
+    if comm.rank == 0:
+        manifest = found.path / "manifest.json"
+        text = json.loads(manifest.read_text())
+        del text["couplings"][0]["surrogates"]
+        manifest.write_text(json.dumps(text))
+    comm.Barrier()
+    old = ckpt.Checkpoint(found.path, found.step, ckpt._read_manifest(found.path))
+    other = _build_learning(
+        ckpt.read_checkpoint_mesh(old, comm), _surrogate_run(comm, kind, coarse)
+    )
+    with pytest.warns(RuntimeWarning, match="holds no surrogate training"):
+        ckpt.restore(other, old)
+
+
+def test_surrogates_are_found_inside_wrappers():
+    """The checkpoint finds a surrogate wrapped by another model (through ``.model``)."""
+    from hmm_fem.micro.adapter import InputAdapter
+    from hmm_fem.micro.surrogates import GaussianProcessSurrogate
+
+    class Plain(MicroModel):
+        inputs = {"T": (), "grad_T": (2,)}
+        output_shape = (2,)
+        state_names = ("T",)
+
+        def micro_state(self, inputs, parameters):
+            return np.asarray(inputs["T"], dtype=float).reshape(-1, 1)
+
+        def solve(self, state, context):
+            return {"k": np.array(1.0 + state[0])}
+
+        def respond(self, solutions, inputs, parameters):
+            raise NotImplementedError
+
+    class Renamed(InputAdapter):
+        def respond(self, solutions, inputs, parameters):
+            return self.model.respond(solutions, inputs, parameters)
+
+    gp = GaussianProcessSurrogate(Plain(), 1e-3, comm=MPI.COMM_SELF)
+    wrapped = Renamed(gp, {"T": (), "grad_T": (2,)}, (2,))
+    assert ckpt.surrogates_of(wrapped) == [gp]
+    assert ckpt.surrogates_of(Aging()) == []
