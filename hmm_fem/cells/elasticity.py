@@ -57,7 +57,8 @@ __all__ = [
 #: pivoting does. The other conditions use :data:`~hmm_fem.cells.DEFAULT_SOLVER_OPTIONS`.
 TRACTION_SOLVER_OPTIONS = LU_SOLVER_OPTIONS
 
-#: Default solver of the 3D periodic and kinematic cells: conjugate gradients preconditioned
+#: Default solver of the 3D periodic and kinematic cells of degree >= 2 (P1 keeps the
+#: direct default: its factor is cheap and exact): conjugate gradients preconditioned
 #: by PETSc's smoothed-aggregation multigrid (GAMG, unsmoothed aggregates, 3 Chebyshev-Jacobi
 #: smoothing steps) with the rigid body modes as near-nullspace, warm-started from the last
 #: solution of each load case, to a relative (unpreconditioned) residual of 1e-6. The 3D P2
@@ -133,7 +134,7 @@ class ElasticityCell(LinearCellProblem):
             ``"traction"`` (minimal kinematic condition; see the module docstring), or a
             condition object (:class:`~hmm_fem.cells.conditions.Periodic`, ...).
         petsc_options: Linear solver options; default in 2D CHOLMOD Cholesky for periodic
-            and kinematic, in 3D :data:`AMG_SOLVER_OPTIONS` for them (CG with GAMG; C*
+            and kinematic, in 3D at degree >= 2 :data:`AMG_SOLVER_OPTIONS` (CG with GAMG; C*
             within about 5e-8 of the direct solve), and MUMPS LU for traction (symmetric
             indefinite). Pass :data:`~hmm_fem.cells.DEFAULT_SOLVER_OPTIONS` for the direct
             solve in 3D. With ``pc_type`` ``gamg`` the rigid body modes are given to the
@@ -171,7 +172,12 @@ class ElasticityCell(LinearCellProblem):
         self.stiffness = C = self.phases.function
         self.macro_strain = E = fem.Constant(msh, np.zeros(n, dtype=PETSc.ScalarType))
         self.bc = condition.name
-        amg = petsc_options is None and d == 3 and self.bc in ("periodic", "kinematic")
+        amg = (
+            petsc_options is None
+            and d == 3
+            and self.degree >= 2
+            and self.bc in ("periodic", "kinematic")
+        )
         if amg:
             petsc_options = AMG_SOLVER_OPTIONS
         self._build(

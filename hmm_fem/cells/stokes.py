@@ -55,7 +55,8 @@ STOKES_SOLVER_OPTIONS = LU_SOLVER_OPTIONS
 #: Schur complement of Stokes -- by Jacobi), to a relative (unpreconditioned) residual of
 #: ``ksp_rtol``. The permeability is then taken from the second-order (stationary) form
 #: ``k_ij |Y| = b_i.x_j + b_j.x_i - x_i.A x_j``, whose error is the product of two solution
-#: errors; against the direct solve k agrees to about 1e-7 (see the tests).
+#: errors; against the direct solve k agrees to about 1e-7 (measured 3.7e-8 and 1.6e-7 on
+#: cubes of 8.4e3 and 2.5e4 dofs; tests/test_cells_3d.py).
 STOKES_ITERATIVE_OPTIONS: dict[str, str | float | int] = {
     "ksp_type": "minres",
     "ksp_norm_type": "unpreconditioned",
