@@ -32,8 +32,8 @@ def relative(a, b):
 
 def test_elasticity_amg_matches_the_direct_solve_and_warm_starts(cube):
     """C* of the AMG default (rtol 1e-6) within 1e-6 of CHOLMOD; measured 4.3e-8 here
-    (7.4e3 dofs) and 4.8e-8 at 3.1e4 dofs. A warm start (new phases, last solutions as initial guesses)
-    needs fewer iterations than the cold solve."""
+    (7.4e3 dofs) and 4.8e-8 at 3.1e4 dofs. A warm start (new phases, the last solutions
+    as initial guesses) needs fewer iterations than the cold solve."""
     amg = cells.ElasticityCell(cube, STIFF, degree=2)
     assert amg.solver.iterative and amg.solver.options.options == AMG_SOLVER_OPTIONS
     direct = cells.ElasticityCell(cube, STIFF, degree=2, petsc_options=DEFAULT_SOLVER_OPTIONS)
