@@ -22,8 +22,8 @@
 
 Peak memory (ru_maxrss) is printed after each part. Wall times on the shared 2-core
 machine depend on its load: the load average is printed with them, and so is the CPU time
-of this process (``time.process_time``; the process is serial), which a loaded machine
-inflates much less. The last line is
+of this process and its children (the JIT's compiler; everything is serial), which a
+loaded machine inflates much less. The last line is
 ``stokes 3d cold: X.X s``. Run: ``docker/run python3 benchmarks/cells_3d.py [--direct]``.
 """
 
@@ -60,14 +60,20 @@ def load() -> str:
     return "load " + " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the JIT's C compiler)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 class Clock:
     """Wall and CPU time since construction."""
 
     def __init__(self):
-        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        self.wall, self.cpu = time.perf_counter(), cpu_seconds()
 
     def __call__(self) -> tuple[float, float]:
-        return time.perf_counter() - self.wall, time.process_time() - self.cpu
+        return time.perf_counter() - self.wall, cpu_seconds() - self.cpu
 
 
 def peak_mb() -> float:

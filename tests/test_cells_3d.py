@@ -142,3 +142,13 @@ def test_permeability_solver_choice_is_checked():
     square = cells.square(0.2, mesh_size=0.2)
     assert not cells.PermeabilityCell(square).iterative  # 2D keeps MUMPS
     assert cells.PermeabilityCell(square, solver="iterative").iterative
+
+
+def test_an_unconverged_iterative_solve_is_an_error_naming_the_direct_solver(cube):
+    from hmm_fem.cells import CellSolveError
+
+    options = {**AMG_SOLVER_OPTIONS, "ksp_max_it": 2}
+    problem = cells.ElasticityCell(cube, STIFF, degree=2, petsc_options=options)
+    with pytest.raises(CellSolveError, match="DEFAULT_SOLVER_OPTIONS"):
+        problem.effective_tensor()
+    problem.destroy()

@@ -69,6 +69,11 @@ def check_effective_tensor(tensor: np.ndarray, what: str) -> np.ndarray:
 class FactorisedSolver:
     """A constrained linear system ``A x = b`` factorised once, solved for many ``b``.
 
+    With Krylov options (any ``ksp_type`` but ``preonly``) "factorising" sets up the
+    preconditioner (from :attr:`P` if set, else from ``A``) and every solve starts from
+    the vector it is given: the cell problems pass the last solution of the same load
+    case, a warm start.
+
     The matrix keeps its sparsity pattern for the life of the solver: re-assembly
     after coefficient changes triggers only a numeric refactorisation. The options live
     in the PETSc database under :attr:`prefix` for the whole life of the solver (the
@@ -205,8 +210,13 @@ class FactorisedSolver:
         if reason < 0 or not np.isfinite(rel) or rel > tol:
             raise CellSolveError(
                 f"{self.name}{label}: linear solve failed (KSP reason {reason}, relative residual "
-                f"{rel:.3e} > {tol:.0e}). Use the default direct solver, or tighten "
-                "the iterative tolerances."
+                f"{rel:.3e} > {tol:.0e}). "
+                + (
+                    "Use a direct solver (petsc_options=hmm_fem.cells.DEFAULT_SOLVER_OPTIONS; "
+                    "PermeabilityCell(..., solver='direct')), or raise ksp_max_it."
+                    if self.iterative
+                    else "The matrix may be singular or badly conditioned."
+                )
             )
 
     def set_near_nullspace(self, vectors) -> None:
