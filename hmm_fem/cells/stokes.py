@@ -336,7 +336,7 @@ class PermeabilityCell(LinearCellProblem):
 
     def _factorise(self) -> None:
         """Set up the solver; the iterative path keeps its once-assembled compact matrix."""
-        self.system.solver.factorise(assemble=not self.iterative)
+        self.system.solver.factorise(assemble=self._preconditioner is None)
 
     def _energy_average(self, loads, solutions, average=None, zeroed=()):
         """The dissipation form; with the iterative solver its second-order version.
