@@ -97,8 +97,8 @@ def _without_zeros(matrix: PETSc.Mat) -> PETSc.Mat:
     # Keep the diagonal even where it is zero, so that every row stays in the pattern.
     rows = np.repeat(np.arange(indptr.size - 1, dtype=indices.dtype), np.diff(indptr))
     keep |= rows == indices
-    kept = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
-    new_indptr = kept[indptr].astype(indptr.dtype)
+    positions = np.flatnonzero(keep)
+    new_indptr = np.searchsorted(positions, indptr).astype(indptr.dtype)
     compact = PETSc.Mat().createAIJ(
         matrix.getSize(), csr=(new_indptr, indices[keep], values[keep]), comm=matrix.comm
     )
