@@ -15,8 +15,12 @@ from petsc4py import PETSc
 
 from hmm_fem import cells
 from hmm_fem.cells import DEFAULT_SOLVER_OPTIONS
-from hmm_fem.cells.elasticity import AMG_SOLVER_OPTIONS, rigid_body_modes
-from hmm_fem.cells.stokes import STOKES_SOLVER_OPTIONS, _without_zeros
+from hmm_fem.cells.elasticity import AMG_RESIDUAL_TOLERANCE, AMG_SOLVER_OPTIONS, rigid_body_modes
+from hmm_fem.cells.stokes import (
+    STOKES_ITERATIVE_OPTIONS,
+    STOKES_SOLVER_OPTIONS,
+    _without_zeros,
+)
 
 STIFF = {"matrix": (1.0, 0.3), "inclusion": (10.0, 0.2)}
 
@@ -147,11 +151,16 @@ def test_permeability_solver_choice_is_checked():
     assert iterative.iterative
     # measured 6.5e-9 (the first-order form: 8.1e-7)
     assert relative(iterative.permeability(), direct.permeability()) < 1e-7
+    # the iterative options passed explicitly are the iterative path, not a bare field split
+    assert cells.PermeabilityCell(square, petsc_options=STOKES_ITERATIVE_OPTIONS).iterative
 
 
 def test_an_unconverged_iterative_solve_is_an_error_naming_the_direct_solver(cube):
     from hmm_fem.cells import CellSolveError
 
+    explicit = cells.ElasticityCell(cube, STIFF, degree=2, petsc_options=AMG_SOLVER_OPTIONS)
+    assert explicit.solver.residual_tolerance == AMG_RESIDUAL_TOLERANCE  # as by default
+    explicit.destroy()
     options = {**AMG_SOLVER_OPTIONS, "ksp_max_it": 2}
     problem = cells.ElasticityCell(cube, STIFF, degree=2, petsc_options=options)
     with pytest.raises(CellSolveError, match="DEFAULT_SOLVER_OPTIONS"):

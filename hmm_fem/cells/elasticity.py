@@ -197,7 +197,8 @@ class ElasticityCell(LinearCellProblem):
         solver = self.system.solver
         if solver.options.options.get("pc_type") == "gamg":
             solver.set_near_nullspace(rigid_body_modes(self.system.space))
-        if amg:
+        if amg or petsc_options == AMG_SOLVER_OPTIONS:
+            # the stated tolerance of these options, also when they are passed explicitly
             solver.residual_tolerance = AMG_RESIDUAL_TOLERANCE
 
     @property
