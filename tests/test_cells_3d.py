@@ -53,6 +53,19 @@ def test_elasticity_amg_matches_the_direct_solve_and_warm_starts(cube):
     direct.destroy()
 
 
+def test_kinematic_elasticity_amg_matches_the_direct_solve(cube):
+    """The kinematic (zero fluctuation on the boundary) cell uses the AMG default too;
+    measured 3.9e-8 against CHOLMOD."""
+    amg = cells.ElasticityCell(cube, STIFF, degree=2, bc="kinematic")
+    assert amg.solver.iterative
+    direct = cells.ElasticityCell(
+        cube, STIFF, degree=2, bc="kinematic", petsc_options=DEFAULT_SOLVER_OPTIONS
+    )
+    assert relative(amg.effective_tensor(), direct.effective_tensor()) < 1e-6
+    amg.destroy()
+    direct.destroy()
+
+
 def test_rigid_body_modes_are_the_kernel_of_the_unconstrained_strain():
     """Translations and rotations have zero strain: the modes span the elastic kernel."""
     import ufl
