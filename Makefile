@@ -43,6 +43,7 @@ bench:
 	$(RUN) python3 benchmarks/fe2_heat.py
 	$(RUN) python3 benchmarks/fe2_elasticity.py
 	$(RUN) python3 benchmarks/cell_permeability.py
+	$(RUN) python3 benchmarks/cells_3d.py
 	$(RUN) python3 benchmarks/equation_free.py
 	$(RUN) python3 benchmarks/kmc.py
 	$(RUN) python3 benchmarks/kmc_patches.py

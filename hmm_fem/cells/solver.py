@@ -69,6 +69,11 @@ def check_effective_tensor(tensor: np.ndarray, what: str) -> np.ndarray:
 class FactorisedSolver:
     """A constrained linear system ``A x = b`` factorised once, solved for many ``b``.
 
+    With Krylov options (any ``ksp_type`` but ``preonly``) "factorising" sets up the
+    preconditioner (from :attr:`P` if set, else from ``A``) and every solve starts from
+    the vector it is given: the cell problems pass the last solution of the same load
+    case, a warm start.
+
     The matrix keeps its sparsity pattern for the life of the solver: re-assembly
     after coefficient changes triggers only a numeric refactorisation. The options live
     in the PETSc database under :attr:`prefix` for the whole life of the solver (the
@@ -124,6 +129,20 @@ class FactorisedSolver:
         self.ksp.setOptionsPrefix(self.prefix)
         self.ksp.setFromOptions()
         self.ksp.setOperators(self.A)
+        #: ``True`` for a Krylov solver (any ``ksp_type`` but ``preonly``): each solve then
+        #: starts from the vector it is given (the last solution of that load case: a warm
+        #: start), and "factorising" means setting up the preconditioner.
+        self.iterative = self.ksp.getType() != PETSc.KSP.Type.PREONLY
+        if self.iterative:
+            self.ksp.setInitialGuessNonzero(True)
+        #: The relative residual above which a solve is reported as failed; an iterative
+        #: cell path with a tested looser tolerance sets its own (e.g. the AMG elasticity).
+        self.residual_tolerance = RESIDUAL_TOLERANCE
+        #: Krylov iterations of every solve since the last factorisation (iterative only).
+        self.iterations: list[int] = []
+        #: A matrix to build the preconditioner from instead of :attr:`A` (e.g. the
+        #: block-diagonal Stokes preconditioner), or ``None``; owned by the caller.
+        self.P: PETSc.Mat | None = None
         self._residual = self.A.createVecLeft()
         self._factorised = False
 
@@ -150,7 +169,8 @@ class FactorisedSolver:
         """
         if assemble:
             self.assemble()
-        self.ksp.setOperators(self.A)
+        self.ksp.setOperators(self.A, self.A if self.P is None else self.P)
+        self.iterations = []
         try:
             self.ksp.setUp()
         except PETSc.Error as err:
@@ -158,9 +178,10 @@ class FactorisedSolver:
             # A failed factorisation can leave the factor unusable (CHOLMOD: "cannot
             # operate on supernodal L"): the next one starts from a fresh factor.
             self.ksp.reset()
-            self.ksp.setOperators(self.A)
+            self.ksp.setOperators(self.A, self.A if self.P is None else self.P)
             raise CellSolveError(
-                f"{self.name}: factorisation failed (PETSc error {err.ierr}); the cell matrix is "
+                f"{self.name}: factorisation (or preconditioner set-up) failed (PETSc error "
+                f"{err.ierr}); the cell matrix is "
                 "singular, not positive definite (for Cholesky) or not finite. Check that every "
                 "phase property is positive (definite) and finite."
             ) from err
@@ -175,18 +196,44 @@ class FactorisedSolver:
         """
         if not self._factorised:
             self.factorise()
+        if self.iterative and not np.all(np.isfinite(x.array_r)):
+            x.set(0.0)  # a warm start from a failed solve
         self.ksp.solve(b, x)
         reason = self.ksp.getConvergedReason()
+        if self.iterative:
+            self.iterations.append(self.ksp.getIterationNumber())
         self.A.mult(x, self._residual)
         self._residual.axpy(-1.0, b)
         bnorm = b.norm()
         rel = self._residual.norm() / bnorm if bnorm > 0 else self._residual.norm()
-        if reason < 0 or not np.isfinite(rel) or rel > RESIDUAL_TOLERANCE:
+        tol = self.residual_tolerance
+        if reason < 0 or not np.isfinite(rel) or rel > tol:
             raise CellSolveError(
                 f"{self.name}{label}: linear solve failed (KSP reason {reason}, relative residual "
-                f"{rel:.3e} > {RESIDUAL_TOLERANCE:.0e}). Use the default direct solver, or tighten "
-                "the iterative tolerances."
+                f"{rel:.3e} > {tol:.0e}). "
+                + (
+                    "Use a direct solver (petsc_options=hmm_fem.cells.DEFAULT_SOLVER_OPTIONS; "
+                    "PermeabilityCell(..., solver='direct')), or raise ksp_max_it."
+                    if self.iterative
+                    else "The matrix may be singular or badly conditioned."
+                )
             )
+
+    def set_near_nullspace(self, vectors) -> None:
+        """Give the matrix its near-nullspace (for algebraic multigrid, e.g. GAMG).
+
+        Args:
+            vectors: Arrays of the local size of :attr:`A` (e.g. the rigid body modes);
+                they are orthonormalised here. Takes effect at the next factorisation.
+        """
+        basis = np.linalg.qr(np.column_stack([np.asarray(v, dtype=np.float64) for v in vectors]))[0]
+        self._near_nullspace_vectors = []
+        for column in basis.T:
+            v = self.A.createVecLeft()
+            v.array[:] = column
+            self._near_nullspace_vectors.append(v)
+        self.A.setNearNullSpace(PETSc.NullSpace().create(vectors=self._near_nullspace_vectors))
+        self._factorised = False
 
     def destroy(self) -> None:
         """Free the PETSc objects and remove the options from the database."""
@@ -194,6 +241,8 @@ class FactorisedSolver:
         if self._owns_matrix:
             self.A.destroy()
         self._residual.destroy()
+        for v in getattr(self, "_near_nullspace_vectors", ()):
+            v.destroy()
         self.options.clear()
 
 
