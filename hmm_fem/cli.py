@@ -455,7 +455,8 @@ def _cell_conductivity(args) -> int:
             as_conductivity(value, unit_cell.dim, f"{option} {text}")
         conductivities = {name: (k_m if name == "matrix" else k_i) for name in unit_cell.phases}
         problem = cells.ConductivityCell(unit_cell, conductivities, degree=args.degree)
-    _report(args, unit_cell, problem, problem.effective_tensor(), start, "K*")
+    extra = {"geometry_order": 2} if args.curved else None
+    _report(args, unit_cell, problem, problem.effective_tensor(), start, "K*", extra)
     return 0
 
 
@@ -487,6 +488,8 @@ def _cell_elasticity(args) -> int:
     }
     if unit_cell.dim == 2:
         extra["plane"] = "strain"
+    if args.curved:
+        extra["geometry_order"] = 2
     _report(args, unit_cell, problem, tensor, start, "C* (Voigt)", extra)
     return 0
 
