@@ -62,7 +62,7 @@ for h in SIZES:
         # Warm: new phase values every call, so every call reassembles, refactorises, solves.
         values = iter(np.tile([0.9 * K_I, K_I], args.repeat))
         warm, median = best(
-            lambda: problem.effective_tensor({"matrix": K_M, "inclusion": next(values)}),
+            lambda p=problem, v=values: p.effective_tensor({"matrix": K_M, "inclusion": next(v)}),
             2 * args.repeat,
         )
         K_warm = problem.effective_tensor()  # the stored result of the last call, at K_I
