@@ -375,6 +375,7 @@ def _finish(
     node of every edge on a curved entity onto the CAD curve (``Mesh.SecondOrderLinear``
     0), and places the high-order nodes of periodic entities as images of their
     partners' (``Mesh.HighOrderPeriodic``), so the periodicity holds node for node.
+    Cells that curving inverts are repaired (:func:`_untangle`).
     """
     import gmsh
     from dolfinx.io.gmsh import model_to_mesh
@@ -387,6 +388,7 @@ def _finish(
         set_option(saved, "Mesh.SecondOrderLinear", 0)
         set_option(saved, "Mesh.HighOrderPeriodic", 1)
         gmsh.model.mesh.setOrder(2)
+        description = {**description, **_untangle(dim, geometry)}
     _snap_to_box(lengths)
     if msh_file is not None:
         gmsh.write(msh_file)
@@ -419,6 +421,46 @@ def _finish(
         target_volume_fraction=volume_fraction,
         description=description,
     )
+
+
+def _min_scaled_jacobians(dim: int) -> np.ndarray:
+    """The lower bound (by gmsh) of the scaled Jacobian of every cell of the current mesh."""
+    import gmsh
+
+    _, tags, _ = gmsh.model.mesh.getElements(dim)
+    return np.concatenate([gmsh.model.mesh.getElementQualities(t, "minSJ") for t in tags])
+
+
+def _untangle(dim: int, geometry: str) -> dict:
+    """Repair cells that raising the mesh to second order inverted; fail if it cannot.
+
+    Moving a mid-edge node onto a circle can fold a cell whose opposite vertex is closer
+    than the arc's sagitta (coarse meshes, discs cut by the box sides). gmsh bounds the
+    scaled Jacobian of every cell from below; if a bound is not positive, its elastic
+    high-order optimisation moves the interior nodes (boundary nodes stay on their
+    curves) and the bound is checked again.
+
+    Returns:
+        ``{"untangled_cells": n}``, the number of cells that were inverted and repaired
+        (0 if none were).
+
+    Raises:
+        ValueError: If inverted cells remain after the optimisation.
+    """
+    import gmsh
+
+    inverted = int(np.count_nonzero(_min_scaled_jacobians(dim) <= 0.0))
+    if inverted:
+        # "HighOrderElastic": the plain "HighOrder" optimiser crashed gmsh 4.15.2 here.
+        gmsh.model.mesh.optimize("HighOrderElastic")
+        left = int(np.count_nonzero(_min_scaled_jacobians(dim) <= 0.0))
+        if left:
+            raise ValueError(
+                f"{geometry}: order=2 inverts {left} cells that gmsh's high-order optimisation"
+                " cannot repair (a mid-edge node moved onto a circle crosses the cell); use a"
+                " smaller mesh_size, or order=1"
+            )
+    return {"untangled_cells": inverted}
 
 
 def _inclusion_cell(
