@@ -668,7 +668,8 @@ def _run(parser: argparse.ArgumentParser, args) -> int:
     if args.command == "info":
         return _info()
     if args.command == "cell":
-        _fast_start()
+        if args.physics is not None:
+            _fast_start()
         if args.physics == "conductivity":
             return _cell_conductivity(args)
         if args.physics == "elasticity":
