@@ -257,3 +257,28 @@ def test_cli_fast_start_leaves_numba_usable():
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "False", "2", "no"]
+
+
+def test_cli_cell_command_on_a_cached_cell_loads_no_gmsh_scipy_or_numba(tmp_path):
+    """The cold-start cuts stay cut: on a cell-cache hit the command imports none of the
+    three (gmsh 0.2 s, SciPy 0.2-0.4 s, numba 0.2-0.4 s of a 1-2 s start)."""
+    code = (
+        "import sys; from hmm_fem import cli;"
+        "code = cli.main(['cell', 'conductivity', '--geometry', 'square', '--volume-fraction',"
+        " '0.4', '--matrix', '1', '--inclusion', '10', '--mesh-size', '0.2', '--json']);"
+        "print(code, [m for m in ('gmsh', 'scipy', 'numba') if m in sys.modules])"
+    )
+    env = dict(os.environ, HMM_FEM_CELL_CACHE=str(tmp_path))
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+        )
+        for _ in range(2)
+    ]
+    for out in runs:
+        assert out.returncode == 0, out.stderr
+    first, second = (out.stdout.splitlines()[-1] for out in runs)
+    assert first == "0 ['gmsh']"  # a miss: meshed with gmsh
+    assert second == "0 []"  # a hit
+    results = [json.loads(out.stdout.splitlines()[0]) for out in runs]
+    assert results[0]["tensor"] == results[1]["tensor"]  # the same K*, to the last bit
