@@ -54,6 +54,8 @@ bench:
 	$(RUN) python3 benchmarks/md_micro.py
 	$(RUN) python3 benchmarks/transient_micro.py
 	$(RUN) python3 benchmarks/peers.py
+	$(RUN) python3 benchmarks/time_to_accuracy.py
+	$(RUN) python3 benchmarks/cli_start.py
 
 docs:
 	$(RUN) bash -c 'set -e; $(CHECK_PARAVIEW); $(SPHINX)'

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.resources
 import json
 import re
 import runpy
@@ -51,6 +50,9 @@ from pathlib import Path
 __all__ = ["main"]
 
 GEOMETRIES = ("laminate", "square", "hexagonal", "cubic", "random")
+#: The generated cells with curved (disc) boundaries, which --curved meshes with
+#: second-order cells.
+CURVED_GEOMETRIES = ("square", "hexagonal", "random")
 
 
 #: The library's exceptions for a computation that failed for a stated reason (exit code 1),
@@ -75,6 +77,8 @@ def _shipped(folder: str) -> Path:
     Installed, it is the package data ``hmm_fem/<folder>`` (pyproject.toml maps the
     repository's top-level folder there); in a checkout it is ``<repository>/<folder>``.
     """
+    import importlib.resources
+
     installed = importlib.resources.files("hmm_fem") / folder
     if installed.is_dir():
         return Path(str(installed))
@@ -169,7 +173,23 @@ def _add_cell_arguments(parser: argparse.ArgumentParser, matrix: tuple, inclusio
     )
     parser.add_argument("--num-inclusions", type=int, default=10, help="random: number of discs")
     parser.add_argument("--seed", type=int, default=0, help="random: seed of the placement")
+    parser.add_argument(
+        "--curved",
+        action="store_true",
+        help="second-order cells that follow the curved disc boundaries (square, hexagonal,"
+        " random); with --degree 2 the isoparametric P2 cell, far more accurate than straight P2",
+    )
+    _add_cache_argument(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+
+def _add_cache_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="mesh the generated cell with gmsh even if the cell cache holds it (the cache"
+        " is $HMM_FEM_CELL_CACHE, default ~/.cache/hmm-fem/cells)",
+    )
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -230,6 +250,7 @@ def _build_parser() -> argparse.ArgumentParser:
     perm.add_argument("--solid-fraction", type=float, metavar="F", help="solid volume fraction")
     perm.add_argument("--flow", choices=("transverse", "axial"), default="transverse")
     perm.add_argument("--mesh-size", type=float, metavar="H", help="element size (default adapted)")
+    _add_cache_argument(perm)
     perm.add_argument("--json", action="store_true", help="print one JSON object on stdout")
 
     sub.add_parser("meshes", help="list the ready periodic cells (.msh) shipped with hmm-fem")
@@ -296,10 +317,19 @@ _CELL_OPTIONS = {
 }
 
 
+def _generate(geometry: str, args, *positional, **options):
+    """Run the cell generator ``geometry``, through the cell cache unless --no-cache."""
+    if getattr(args, "no_cache", False):
+        from hmm_fem import cells
+
+        return getattr(cells, geometry)(*positional, **options)
+    from hmm_fem.geometry.cache import cached_cell
+
+    return cached_cell(geometry, *positional, **options)
+
+
 def _unit_cell(args, dim: int | None = None):
     """The unit cell named on the command line (generated, or loaded with --mesh)."""
-    from hmm_fem import cells
-
     if args.mesh:
         for option, value in (("--volume-fraction", args.volume_fraction),
                               ("--mesh-size", args.mesh_size)):  # fmt: skip
@@ -308,11 +338,27 @@ def _unit_cell(args, dim: int | None = None):
                     f"{option} applies to a generated cell (--geometry); a --mesh cell is"
                     " used as meshed"
                 )
+        if args.curved:
+            raise UsageError(
+                "--curved applies to a generated cell (--geometry square, hexagonal or"
+                " random); a --mesh cell is used as meshed (write it with second-order"
+                " elements for curved cells)"
+            )
+        from hmm_fem.geometry import load
+
         with _from_options():
-            return cells.load(args.mesh)
+            return load(args.mesh)
     if args.volume_fraction is None:
         raise UsageError(f"--volume-fraction is required with --geometry {args.geometry}")
     options = {"mesh_size": args.mesh_size}
+    if args.curved:
+        if args.geometry not in CURVED_GEOMETRIES:
+            raise UsageError(
+                f"--curved applies to the disc cells ({', '.join(CURVED_GEOMETRIES)}); the"
+                f" {args.geometry} cell has no curved boundaries to follow"
+                + (" (a laminate has plane interfaces)" if args.geometry == "laminate" else "")
+            )
+        options["order"] = 2
     if args.geometry == "laminate":
         options["dim"] = dim or args.dim
     elif dim is not None:
@@ -326,7 +372,7 @@ def _unit_cell(args, dim: int | None = None):
         options.update(num_inclusions=args.num_inclusions, seed=args.seed)
         try:
             with _from_options(_CELL_OPTIONS):
-                return cells.random(args.volume_fraction, **options)
+                return _generate("random", args, args.volume_fraction, **options)
         except RuntimeError as err:
             # The documented failure of random placement (no exception class of its own):
             # the discs asked for do not fit, which the user changes with the options.
@@ -339,7 +385,7 @@ def _unit_cell(args, dim: int | None = None):
                 f" {_name_options(str(err).removeprefix('random: '), _CELL_OPTIONS)}"
             ) from err
     with _from_options(_CELL_OPTIONS):
-        return getattr(cells, args.geometry)(args.volume_fraction, **options)
+        return _generate(args.geometry, args, args.volume_fraction, **options)
 
 
 def _check_output(args) -> None:
@@ -409,7 +455,8 @@ def _cell_conductivity(args) -> int:
             as_conductivity(value, unit_cell.dim, f"{option} {text}")
         conductivities = {name: (k_m if name == "matrix" else k_i) for name in unit_cell.phases}
         problem = cells.ConductivityCell(unit_cell, conductivities, degree=args.degree)
-    _report(args, unit_cell, problem, problem.effective_tensor(), start, "K*")
+    extra = {"geometry_order": 2} if args.curved else None
+    _report(args, unit_cell, problem, problem.effective_tensor(), start, "K*", extra)
     return 0
 
 
@@ -441,6 +488,8 @@ def _cell_elasticity(args) -> int:
     }
     if unit_cell.dim == 2:
         extra["plane"] = "strain"
+    if args.curved:
+        extra["geometry_order"] = 2
     _report(args, unit_cell, problem, tensor, start, "C* (Voigt)", extra)
     return 0
 
@@ -453,9 +502,8 @@ def _cell_permeability(args) -> int:
         raise UsageError(f"--solid-fraction is required with --geometry {args.geometry}")
     if args.flow == "axial" and args.geometry == "cubic":  # before meshing the 3D cell
         raise UsageError("--flow axial is for 2D cells of parallel cylinders (square, hexagonal)")
-    generator = getattr(cells, args.geometry)
     with _from_options({"volume_fraction": "--solid-fraction", "mesh_size": "--mesh-size"}):
-        unit_cell = generator(args.solid_fraction, mesh_size=args.mesh_size)
+        unit_cell = _generate(args.geometry, args, args.solid_fraction, mesh_size=args.mesh_size)
     with _from_options({"volume_fraction": "--solid-fraction"}):
         problem = (cells.AxialFlowCell if args.flow == "axial" else cells.PermeabilityCell)(
             unit_cell
@@ -583,10 +631,45 @@ def _report_internal(argv: list[str]) -> None:
     traceback.print_exc(file=sys.stderr)
 
 
+def _fast_start() -> None:
+    """Cut the start-up of the cell commands (they compute on one process, ``COMM_SELF``).
+
+    Both steps act only in a fresh process (before MPI and DOLFINx are loaded), and change
+    no result:
+
+    * ``UCX_MEM_EVENTS=no`` (unless set): loading Open MPI loads UCX, whose library
+      constructor installs memory-event hooks (0.4 s). They serve UCX's RDMA
+      registration cache; the cell commands send no messages, and our Open MPI
+      configuration does not use UCX for messages anyway (``pml ob1``).
+    * FFCx and ``dolfinx.fem.petsc`` import numba, when installed, only to define
+      helpers for numba-compiled kernels (``ffcx.codegeneration.utils``,
+      ``dolfinx.fem.petsc.numba_utils``; 0.2-0.4 s); DOLFINx's JIT of C kernels and our
+      cells never use them. Those two modules are imported here with numba hidden (their
+      own fallback when numba is absent); numba itself stays importable for everything
+      else.
+    """
+    if "mpi4py.MPI" not in sys.modules:
+        import os
+
+        os.environ.setdefault("UCX_MEM_EVENTS", "no")
+    users = ("ffcx.codegeneration.utils", "dolfinx.fem.petsc")
+    if "numba" not in sys.modules and not any(name in sys.modules for name in users):
+        import importlib
+
+        sys.modules["numba"] = None  # type: ignore[assignment]  # import numba -> ImportError
+        try:
+            for name in users:
+                importlib.import_module(name)
+        finally:
+            del sys.modules["numba"]
+
+
 def _run(parser: argparse.ArgumentParser, args) -> int:
     if args.command == "info":
         return _info()
     if args.command == "cell":
+        if args.physics is not None:
+            _fast_start()
         if args.physics == "conductivity":
             return _cell_conductivity(args)
         if args.physics == "elasticity":

@@ -48,7 +48,6 @@ from .plastic import PlasticCell
 from .reduced_basis import OutsideTrainingRangeWarning, ReducedBasis, ReducedEvaluation
 from .solver import DEFAULT_SOLVER_OPTIONS, CellSolveError
 from .stokes import AxialFlowCell, PermeabilityCell
-from .transient import DiffusionBlock, TransientConductivityCell, block_cell
 
 _MICRO_MODELS = (
     "ConductivityModel",
@@ -59,12 +58,21 @@ _MICRO_MODELS = (
 )
 
 
+# The transient cells load SciPy's dense and sparse linear algebra (0.3 s), which the
+# steady cells (and `hmm-fem cell ...`) do not need: loaded on first use too.
+_TRANSIENT = ("TransientConductivityCell", "DiffusionBlock", "block_cell")
+
+
 def __getattr__(name):
     # The micro models import the cell problems of this package: load them on first use.
     if name in _MICRO_MODELS:
         from ..micro import cell_models
 
         return getattr(cell_models, name)
+    if name in _TRANSIENT:
+        from . import transient
+
+        return getattr(transient, name)
     raise AttributeError(f"module 'hmm_fem.cells' has no attribute {name!r}")
 
 

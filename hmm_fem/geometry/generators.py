@@ -39,6 +39,7 @@ in 2D and 0.3 % in 3D. Defaults give a few thousand triangles (square), about
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import math
 import os
@@ -98,6 +99,12 @@ _GRADING = 0.3  # growth of the element size per unit distance
 _ELEMENTS_ACROSS_NECK = 4.0  # necks narrower than this many interface sizes get this many
 _SIDE_CLEARANCE = 0.1  # random discs: min distance (x r) between a circle and a side/corner
 
+# Set by hmm_fem.geometry.cache while it runs a generator: _finish then hands it the arrays
+# DOLFINx builds the mesh from, so that the cache can rebuild the same mesh without gmsh.
+_CAPTURE: contextvars.ContextVar[dict | None] = contextvars.ContextVar(
+    "hmm_fem_geometry_capture", default=None
+)
+
 
 # --------------------------------------------------------------------------- checks
 
@@ -140,6 +147,16 @@ def _check_mesh_size(mesh_size: float | None, default: float) -> float:
     if h > 0.5:
         raise ValueError(f"mesh_size={mesh_size!r} is coarser than half the cell; use <= 0.5")
     return h
+
+
+def _check_order(order) -> int:
+    """The geometry order of the mesh: 1 (straight-sided) or 2 (curved, isoparametric P2)."""
+    if isinstance(order, bool) or order not in (1, 2):
+        raise ValueError(
+            f"order={order!r} must be 1 (straight-sided cells) or 2 (second-order cells whose"
+            " edges follow the curved inclusion boundaries; use them with degree >= 2)"
+        )
+    return int(order)
 
 
 def _check_msh_file(msh_file: str | os.PathLike | None) -> str | None:
@@ -350,8 +367,16 @@ def _finish(
     volume_fraction: float,
     description: dict,
     msh_file: str | None,
+    order: int = 1,
 ) -> UnitCell:
-    """Tag, mesh, optionally write, and convert the current gmsh model."""
+    """Tag, mesh, optionally write, and convert the current gmsh model.
+
+    With ``order=2`` the linear mesh is raised to second order: gmsh puts the mid-edge
+    node of every edge on a curved entity onto the CAD curve (``Mesh.SecondOrderLinear``
+    0), and places the high-order nodes of periodic entities as images of their
+    partners' (``Mesh.HighOrderPeriodic``), so the periodicity holds node for node.
+    Cells that curving inverts are repaired (:func:`_untangle`).
+    """
     import gmsh
     from dolfinx.io.gmsh import model_to_mesh
 
@@ -359,6 +384,11 @@ def _finish(
     gmsh.model.addPhysicalGroup(dim, inclusion, INCLUSION, name="inclusion")
     _set_periodic(saved, dim, lengths)
     gmsh.model.mesh.generate(dim)
+    if order == 2:
+        set_option(saved, "Mesh.SecondOrderLinear", 0)
+        set_option(saved, "Mesh.HighOrderPeriodic", 1)
+        gmsh.model.mesh.setOrder(2)
+        description = {**description, **_untangle(dim, geometry)}
     _snap_to_box(lengths)
     if msh_file is not None:
         gmsh.write(msh_file)
@@ -366,6 +396,21 @@ def _finish(
     mesh = data.mesh
     lengths = tuple(float(v) for v in lengths)
     check_periodic(mesh, lengths, name=geometry)
+    description = {**description, "order": order}
+    capture = _CAPTURE.get()
+    if capture is not None:
+        from dolfinx.io.gmsh import extract_geometry, extract_topology_and_markers
+
+        (gmsh_type, topology), *more = extract_topology_and_markers(gmsh.model)[0].items()
+        if more:
+            raise RuntimeError("internal error: a generated cell mixes gmsh element types")
+        capture.update(
+            x=extract_geometry(gmsh.model),
+            gmsh_type=int(gmsh_type),
+            topology=np.asarray(topology["topology"], dtype=np.int64),
+            values=np.asarray(topology["cell_data"], dtype=np.int32),
+            gdim=dim,
+        )
     return UnitCell(
         mesh=mesh,
         cell_tags=data.cell_tags,
@@ -378,6 +423,46 @@ def _finish(
     )
 
 
+def _min_scaled_jacobians(dim: int) -> np.ndarray:
+    """The lower bound (by gmsh) of the scaled Jacobian of every cell of the current mesh."""
+    import gmsh
+
+    _, tags, _ = gmsh.model.mesh.getElements(dim)
+    return np.concatenate([gmsh.model.mesh.getElementQualities(t, "minSJ") for t in tags])
+
+
+def _untangle(dim: int, geometry: str) -> dict:
+    """Repair cells that raising the mesh to second order inverted; fail if it cannot.
+
+    Moving a mid-edge node onto a circle can fold a cell whose opposite vertex is closer
+    than the arc's sagitta (coarse meshes, discs cut by the box sides). gmsh bounds the
+    scaled Jacobian of every cell from below; if a bound is not positive, its elastic
+    high-order optimisation moves the interior nodes (boundary nodes stay on their
+    curves) and the bound is checked again.
+
+    Returns:
+        ``{"untangled_cells": n}``, the number of cells that were inverted and repaired
+        (0 if none were).
+
+    Raises:
+        ValueError: If inverted cells remain after the optimisation.
+    """
+    import gmsh
+
+    inverted = int(np.count_nonzero(_min_scaled_jacobians(dim) <= 0.0))
+    if inverted:
+        # "HighOrderElastic": the plain "HighOrder" optimiser crashed gmsh 4.15.2 here.
+        gmsh.model.mesh.optimize("HighOrderElastic")
+        left = int(np.count_nonzero(_min_scaled_jacobians(dim) <= 0.0))
+        if left:
+            raise ValueError(
+                f"{geometry}: order=2 inverts {left} cells that gmsh's high-order optimisation"
+                " cannot repair (a mid-edge node moved onto a circle crosses the cell); use a"
+                " smaller mesh_size, or order=1"
+            )
+    return {"untangled_cells": inverted}
+
+
 def _inclusion_cell(
     geometry: str,
     centres: np.ndarray,
@@ -387,6 +472,7 @@ def _inclusion_cell(
     mesh_size: float | None,
     msh_file: str | os.PathLike | None,
     description: dict,
+    order: int = 1,
 ) -> UnitCell:
     """Mesh a periodic box holding equal discs (2D) or spheres (3D)."""
     import gmsh
@@ -447,6 +533,7 @@ def _inclusion_cell(
             volume_fraction,
             description,
             msh_file,
+            order,
         )
 
 
@@ -550,6 +637,7 @@ def square(
     volume_fraction: float,
     mesh_size: float | None = None,
     msh_file: str | os.PathLike | None = None,
+    order: int = 1,
 ) -> UnitCell:
     """Square array of discs: the unit square with one disc at ``(0.5, 0.5)``.
 
@@ -561,19 +649,28 @@ def square(
         mesh_size: Bulk element size in units of the cell side (default 0.035;
             see the module docstring for the interface and neck refinement).
         msh_file: If given, the gmsh mesh is also written there (``.msh`` 4.1).
+        order: Geometry order of the cells: 1 (straight-sided triangles, the
+            default) or 2 (six-node triangles whose edges on the disc boundaries
+            are arcs through a mid-edge node on the circle). With P1 or P2
+            correctors on straight cells the polygonal discs limit the accuracy
+            (for P2 at about 1e-5 relative in K*); ``order=2`` with ``degree=2``
+            (isoparametric P2) converges at the full rate. Periodicity holds for
+            the mid-edge nodes too.
 
     Returns:
         The periodic :class:`UnitCell` (``geometry="square"``); ``description``
         holds ``radius``, ``centres``, ``mesh_size``, ``interface_size``,
-        ``neck_size`` and ``min_gap`` (narrowest surface-to-surface gap).
+        ``neck_size``, ``min_gap`` (narrowest surface-to-surface gap) and ``order``.
 
     Raises:
-        ValueError: If ``f`` is not in ``(0, pi/4)`` or ``mesh_size <= 0``.
+        ValueError: If ``f`` is not in ``(0, pi/4)``, ``mesh_size <= 0`` or ``order``
+            is not 1 or 2.
     """
     f = _check_fraction(volume_fraction, "square")
+    order = _check_order(order)
     radius = math.sqrt(f / math.pi)
     return _inclusion_cell(
-        "square", np.array([[0.5, 0.5]]), radius, (1.0, 1.0), f, mesh_size, msh_file, {}
+        "square", np.array([[0.5, 0.5]]), radius, (1.0, 1.0), f, mesh_size, msh_file, {}, order
     )
 
 
@@ -581,6 +678,7 @@ def hexagonal(
     volume_fraction: float,
     mesh_size: float | None = None,
     msh_file: str | os.PathLike | None = None,
+    order: int = 1,
 ) -> UnitCell:
     """Hexagonal array of discs in the rectangle ``[0, 1] x [0, sqrt(3)]``.
 
@@ -594,19 +692,24 @@ def hexagonal(
         volume_fraction: Inclusion area fraction ``f``, ``0 < f < pi/(2 sqrt 3)``.
         mesh_size: Bulk element size in units of the spacing (default 0.035).
         msh_file: If given, the gmsh mesh is also written there (``.msh`` 4.1).
+        order: Geometry order of the cells, 1 or 2 (curved); see :func:`square`.
 
     Returns:
         The periodic :class:`UnitCell` (``geometry="hexagonal"``, lengths
         ``(1, sqrt(3))``); ``description`` as for :func:`square`.
 
     Raises:
-        ValueError: If ``f`` is not in ``(0, pi/(2 sqrt 3))`` or ``mesh_size <= 0``.
+        ValueError: If ``f`` is not in ``(0, pi/(2 sqrt 3))``, ``mesh_size <= 0`` or
+            ``order`` is not 1 or 2.
     """
     f = _check_fraction(volume_fraction, "hexagonal")
+    order = _check_order(order)
     height = math.sqrt(3.0)
     radius = math.sqrt(f * height / (2 * math.pi))
     centres = np.array([[0.5, height / 2], [0.0, 0.0]])
-    return _inclusion_cell("hexagonal", centres, radius, (1.0, height), f, mesh_size, msh_file, {})
+    return _inclusion_cell(
+        "hexagonal", centres, radius, (1.0, height), f, mesh_size, msh_file, {}, order
+    )
 
 
 def cubic(
@@ -694,6 +797,7 @@ def random(
     mesh_size: float | None = None,
     msh_file: str | os.PathLike | None = None,
     min_gap: float | None = None,
+    order: int = 1,
 ) -> UnitCell:
     """Random periodic arrangement of equal, non-overlapping discs in the unit square.
 
@@ -718,6 +822,7 @@ def random(
         msh_file: If given, the gmsh mesh is also written there (``.msh`` 4.1).
         min_gap: Minimum periodic gap between discs, in units of the cell side.
             Default ``0.1 r``.
+        order: Geometry order of the cells, 1 or 2 (curved); see :func:`square`.
 
     Returns:
         The periodic :class:`UnitCell` (``geometry="random"``); ``description``
@@ -727,7 +832,7 @@ def random(
 
     Raises:
         ValueError: If ``f`` is not in ``(0, 0.55)``, ``num_inclusions < 1``,
-            ``min_gap <= 0`` or ``mesh_size <= 0``.
+            ``min_gap <= 0``, ``mesh_size <= 0`` or ``order`` is not 1 or 2.
         RuntimeError: If the discs cannot be placed (jammed arrangement).
     """
     f = _check_fraction(volume_fraction, "random")
@@ -748,6 +853,7 @@ def random(
             f" own periodic image; use min_gap < {1 - 2 * radius:.4g}"
         )
     _check_mesh_size(mesh_size, DEFAULT_MESH_SIZE["random"])
+    order = _check_order(order)
     centres, attempts = _place_discs(n, radius, gap, np.random.default_rng(seed))
     description = {
         "seed": seed,
@@ -756,5 +862,5 @@ def random(
         "attempts": attempts,
     }
     return _inclusion_cell(
-        "random", centres, radius, (1.0, 1.0), f, mesh_size, msh_file, description
+        "random", centres, radius, (1.0, 1.0), f, mesh_size, msh_file, description, order
     )
