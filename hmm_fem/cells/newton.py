@@ -447,6 +447,20 @@ class CellNewton:
         """The current ``u`` becomes the committed state: the warm start of the next solve."""
         self._committed = self.u.x.array.copy()
 
+    @property
+    def committed(self) -> np.ndarray | None:
+        """A copy of the committed state (``None``: none, the next solve starts cold)."""
+        return None if self._committed is None else self._committed.copy()
+
+    def recommit(self, state: np.ndarray | None) -> None:
+        """Make ``state`` (a :attr:`committed` copy, or ``None``) the committed state again.
+
+        For callers that commit intermediate states (a load path) and must go back to the
+        state before them when the path fails; ``u`` is set to it.
+        """
+        self._committed = None if state is None else np.array(state, copy=True)
+        self.restore()
+
     def restore(self) -> None:
         """``u`` back to the committed state (zero if none)."""
         self.u.x.array[:] = 0.0 if self._committed is None else self._committed

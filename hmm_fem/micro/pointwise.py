@@ -26,8 +26,9 @@ class PointwiseWrapper(MicroModel):
 
     The state row is ``[model's state | inputs flattened in order | parameters]``. The
     wrapper has the wrapped model's inputs, response shape, parameters, history, time
-    dependence, noise and seed. Subclasses implement :meth:`solve` with the helpers
-    :meth:`unpack` and :meth:`respond_at`, and return ``"value"`` and
+    dependence, noise, seed and remedies (a retry's ``context.remedy`` reaches every solve
+    of the wrapped model that :meth:`respond_at` makes). Subclasses implement :meth:`solve`
+    with the helpers :meth:`unpack` and :meth:`respond_at`, and return ``"value"`` and
     ``"tangent/<input>"`` entries (and ``"standard_error"`` for a noisy value), which
     :meth:`respond` turns into the response.
 
@@ -44,6 +45,7 @@ class PointwiseWrapper(MicroModel):
         self.time_dependent = model.time_dependent
         self.stochastic = model.stochastic
         self.seed = model.seed
+        self.remedies = tuple(model.remedies)
         self._sizes = {name: int(np.prod(shape)) for name, shape in self.inputs.items()}
         self._inner_width: int | None = None
         input_names = [

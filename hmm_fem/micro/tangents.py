@@ -143,7 +143,8 @@ class SecantTangent(MicroModel):
     so that the new tangent maps the last input step onto the last response step. No
     extra micro solve is needed; Newton's convergence becomes superlinear instead of
     quadratic. The tangents are kept per point (in evaluation order) and reset at
-    :meth:`reset` (e.g. at the start of a load step, to the initial tangent again).
+    :meth:`reset` (e.g. at the start of a load step, to the initial tangent again). The
+    wrapped model's remedies are the wrapper's; the solve context passes through.
 
     Args:
         model: The micro model (its own derivatives are ignored).
@@ -165,6 +166,7 @@ class SecantTangent(MicroModel):
         self.time_dependent = model.time_dependent
         self.stochastic = model.stochastic
         self.seed = model.seed
+        self.remedies = tuple(model.remedies)
         self._sizes = [int(np.prod(shape)) for shape in self.inputs.values()]
         m = sum(self._sizes)
         out = int(np.prod(self.output_shape))
