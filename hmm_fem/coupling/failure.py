@@ -30,7 +30,8 @@ policy's per-solve ``timeout``. :class:`FailurePolicy` says what follows, in thi
    within ``max_distance``).
 
 Timeouts. The timeout reaches the solve as ``context.timeout``, for engines that can stop
-themselves (LAMMPS's ``timer timeout``, a clock check in a Python loop). Otherwise a
+themselves (LAMMPS's ``timer timeout``, a clock check in a Python loop); such a solve
+raises a :class:`TimeoutError` (or :class:`MicroTimeoutError`), counted as a timeout. Otherwise a
 Python-level model cannot be stopped from outside without its cooperation, so
 the timeout is honest about what it does: the wall time of every attempt is measured, and
 an attempt that returns after ``timeout`` seconds is a failure (its result is dropped), so
@@ -294,7 +295,9 @@ def solve_with_retries(
             else:
                 result = attempt(ctx)
         except Exception as exc:  # noqa: BLE001 - recorded; the policy decides
-            if isinstance(exc, MicroTimeoutError):
+            # An engine that stopped itself at context.timeout raises a TimeoutError
+            # (e.g. hmm_fem.micro.md.LammpsTimeout): a timeout too.
+            if isinstance(exc, (MicroTimeoutError, TimeoutError)):
                 outcome.timeouts += 1
             outcome.reasons.append(f"{label}: {type(exc).__name__}: {exc}")
             continue
