@@ -4,6 +4,7 @@ a timeout (LAMMPS ``timer timeout``) and a smaller time step cures a trajectory 
 """
 
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -312,3 +313,81 @@ def test_md_smaller_timestep_cures_a_trajectory_that_blew_up(md):
     cold.close()
     model.close()
     reference.close()
+
+
+# -- the run-wide failure budget ------------------------------------------------------------------
+class Failing(MicroModel):
+    """``y = (1 + 2 a) x``; the states in ``fails`` raise. Linear: substitution is exact."""
+
+    inputs = {"x": ()}
+    parameters = ("a",)
+    state_names = ("a",)
+
+    def __init__(self):
+        self.fails = set()
+
+    def micro_state(self, inputs, parameters):
+        return np.asarray(parameters["a"], dtype=np.float64).reshape(-1, 1)
+
+    def solve(self, state, context):
+        if round(float(state[0]), 9) in self.fails:
+            raise RuntimeError("diverged")
+        return {"k": np.array(1.0 + 2.0 * state[0])}
+
+    def respond(self, solutions, inputs, parameters):
+        k = np.asarray(solutions["k"], dtype=np.float64)
+        return MicroResponse(k * np.asarray(inputs["x"]), {"x": k.copy()}, dict(solutions))
+
+
+#: Failed points of the 10 of each evaluation: 1, 0, then 2 each time. The run's
+#: substituted fraction: 1/10, 1/20, 3/30, 5/40, 7/50, 9/60 = 15 %, 11/70 = 15.7 %.
+FAILED_PER_EVALUATION = [1, 0, 2, 2, 2, 2, 2]
+
+
+def run_with_budget(comm, budget):
+    """Evaluations of 10 points (split over the ranks) with the failures above.
+
+    Returns the evaluations completed and the error that stopped the run (or ``None``)."""
+    model = Failing()
+    policy = FailurePolicy(substitute=True, max_failure_fraction=0.2, max_run_fraction=budget)
+    dispatcher = Dispatcher(model, comm, failure_policy=policy)
+    done = 0
+    for e, count in enumerate(FAILED_PER_EVALUATION):
+        a = np.round(e + np.linspace(0.0, 0.9, 10), 9)  # new states every evaluation
+        model.fails = set(a[3 : 3 + count].tolist())  # interior states: neighbours around
+        mine = slice(comm.rank, None, comm.size)
+        x = 1.0 + np.arange(10.0)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                response = dispatcher.evaluate({"x": x[mine]}, {"a": a[mine]})
+        except MicroSolveError as error:
+            return done, error, dispatcher
+        np.testing.assert_allclose(response.value, ((1.0 + 2.0 * a) * x)[mine], rtol=1e-10)
+        assert comm.allreduce(int(dispatcher.last_substituted.sum())) == count
+        done += 1
+    return done, None, dispatcher
+
+
+@pytest.mark.mpi
+def test_the_run_wide_budget_stops_persistent_failures_on_every_rank():
+    from hmm_fem.coupling import MicroFailureError
+
+    comm = MPI.COMM_WORLD
+    # no budget: every evaluation stays within its own 20 %, the run goes on
+    done, error, dispatcher = run_with_budget(comm, None)
+    assert (done, error) == (7, None)
+    assert dispatcher.statistics.total(comm).substituted_points == 11
+    # a 15 % budget: reached exactly (9 of 60) but not passed after 6 evaluations; the 7th
+    # passes it (11 of 70) and the run stops with the same error on every rank
+    done, error, _ = run_with_budget(comm, 0.15)
+    assert done == 6
+    assert isinstance(error, MicroFailureError)
+    assert "failure budget is spent: 11 of 70 point evaluations" in str(error)
+    assert "this evaluation's 2 of 10 included" in str(error)
+    assert len(set(comm.allgather(str(error)))) == 1
+    with pytest.raises(ValueError, match="max_run_fraction"):
+        FailurePolicy(substitute=True, max_run_fraction=1.0)
+    assert "up to 15 % of the run's points" in FailurePolicy(
+        substitute=True, max_run_fraction=0.15
+    ).describe()
