@@ -232,12 +232,70 @@ def test_hyperelastic_remedies_on_two_ranks_give_the_serial_answer(square, gradu
     serial = Dispatcher(serial_model, MPI.COMM_SELF, failure_policy=FailurePolicy(retries=1))
     expected = serial.evaluate({"displacement_gradient": H}, {})
     assert relative(response.value, expected.value) < RTOL_P
-    assert relative(
-        response.derivatives["displacement_gradient"],
-        expected.derivatives["displacement_gradient"],
-    ) < RTOL_A
+    assert (
+        relative(
+            response.derivatives["displacement_gradient"],
+            expected.derivatives["displacement_gradient"],
+        )
+        < RTOL_A
+    )
     model.cell.destroy()
     serial_model.cell.destroy()
+
+
+# -- the plastic cell -----------------------------------------------------------------------------
+#: A perfectly plastic matrix around a void: from the virgin state, backtracking Newton
+#: stalls at this strain (25 steps, ||R|| 1e-3 of the load scale).
+E_STALL = np.array([0.05, -0.03, 0.04])
+
+
+@pytest.fixture(scope="module")
+def voided():
+    from hmm_fem.materials import J2Plasticity
+
+    return cells.square(0.3, mesh_size=0.08), {
+        "matrix": J2Plasticity(1.0, 0.3, 0.01, dim=2),
+        "inclusion": None,
+    }
+
+
+def test_plastic_remedies_cure_a_stalled_newton_and_agree(voided):
+    from hmm_fem.micro import PlasticityModel
+
+    cell, phases = voided
+    model = PlasticityModel(cell, phases)
+    assert model.remedies == ("more_iterations", "l2_line_search")
+    virgin = model.initial_history()
+    with pytest.raises(CellSolveError, match="DIVERGED_MAX_IT"):
+        model.solve(E_STALL, SolveContext(history=virgin))
+    results = {}
+    for remedy in model.remedies:
+        model.cell.reset()  # both from rest (no warm start from the other's solution)
+        results[remedy] = model.solve(E_STALL, SolveContext(history=virgin, remedy=remedy))
+    more, l2 = results["more_iterations"], results["l2_line_search"]
+    # two different Newton paths (backtracking, 36 steps; secant line search, 9 steps) reach
+    # the same discrete equilibrium: they agree to the Newton tolerance (rtol 1e-10)
+    assert 0 < l2["iterations"] < 25 < more["iterations"] <= 100, (
+        l2["iterations"],
+        more["iterations"],
+    )
+    assert relative(l2["stress"], more["stress"]) < 1e-7
+    assert relative(l2["tangent"], more["tangent"]) < 1e-5
+    for name in ("plastic_strain", "equivalent_plastic_strain"):
+        assert relative(l2["history"][name], more["history"][name]) < 1e-6
+    # the cell's own Newton settings are back after a remedy: the plain solve fails again
+    with pytest.raises(CellSolveError, match="after 25 Newton iterations"):
+        model.cell.reset()
+        model.solve(E_STALL, SolveContext(history=virgin))
+    # through the policy: the first remedy cures it, the answer is the remedied one
+    dispatcher = Dispatcher(model, MPI.COMM_SELF, failure_policy=FailurePolicy(retries=2))
+    model.cell.reset()
+    response = dispatcher.evaluate({"strain": E_STALL[None]}, {})
+    assert (dispatcher.statistics.failures, dispatcher.statistics.retries) == (1, 1)
+    assert relative(response.value[0], more["stress"]) < 1e-7
+    with pytest.raises(ValueError, match="offers the remedies"):
+        model.solve(E_STALL, SolveContext(history=virgin, remedy="substeps"))
+    model.destroy()
 
 
 # -- the MD box -----------------------------------------------------------------------------------
@@ -388,6 +446,7 @@ def test_the_run_wide_budget_stops_persistent_failures_on_every_rank():
     assert len(set(comm.allgather(str(error)))) == 1
     with pytest.raises(ValueError, match="max_run_fraction"):
         FailurePolicy(substitute=True, max_run_fraction=1.0)
-    assert "up to 15 % of the run's points" in FailurePolicy(
-        substitute=True, max_run_fraction=0.15
-    ).describe()
+    assert (
+        "up to 15 % of the run's points"
+        in FailurePolicy(substitute=True, max_run_fraction=0.15).describe()
+    )

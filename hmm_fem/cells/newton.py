@@ -376,14 +376,51 @@ class CellNewton:
         return self._active
 
     # -- solve ------------------------------------------------------------------------------------
-    def solve(self, tolerance: float) -> None:
+    def solve(
+        self,
+        tolerance: float,
+        *,
+        max_iterations: int | None = None,
+        line_search: str | None = None,
+    ) -> None:
         """Solve ``R(u) = 0`` to ``||R|| <= tolerance``: from the committed state, else from 0.
 
+        Args:
+            tolerance: The residual norm to reach.
+            max_iterations: Newton steps per start for this solve only (default the
+                SNES's ``snes_max_it``).
+            line_search: A SNES line search type for this solve only (e.g. ``"l2"``, the
+                secant line search on the residual norm; default the SNES's, ``"bt"``).
+                Both are remedies for a failed solve.
+
         Raises:
+            ValueError: If ``max_iterations`` is not an integer >= 1.
             NewtonFailure: if every start fails (the message is the log, with the SNES
                 converged reason of every start); ``u`` is then back at the committed state.
             Exception: an exception of ``prepare`` other than :class:`CellSolveError`.
         """
+        if max_iterations is not None and (
+            isinstance(max_iterations, bool)
+            or int(max_iterations) != max_iterations
+            or max_iterations < 1
+        ):
+            raise ValueError(f"max_iterations must be an integer >= 1, got {max_iterations!r}")
+        rtol, atol, stol, max_it = self.snes.getTolerances()
+        search = self.snes.getLineSearch()
+        kind = search.getType()
+        try:
+            if max_iterations is not None:
+                self.snes.setTolerances(max_it=int(max_iterations))
+            if line_search is not None:
+                search.setType(line_search)
+            self._solve(tolerance)
+        finally:
+            if max_iterations is not None:
+                self.snes.setTolerances(max_it=max_it)
+            if line_search is not None:
+                search.setType(kind)
+
+    def _solve(self, tolerance: float) -> None:
         self._tolerance = float(tolerance)
         self.log = [f"(domain error: {self.domain})"] if self.prepare is not None else []
         self._primary_failed = False
