@@ -9,6 +9,8 @@ solve) and unpacks them again in the solve.
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Mapping
 
 import numpy as np
@@ -78,6 +80,32 @@ class PointwiseWrapper(MicroModel):
             np.asarray(parameters[name], dtype=np.float64).reshape(n, 1) for name in self.parameters
         ]
         return np.hstack([inner, *flat, *params])
+
+    @staticmethod
+    def deadline(context: SolveContext) -> float | None:
+        """The ``time.perf_counter()`` at which the solve's ``context.timeout`` runs out."""
+        return None if context.timeout is None else time.perf_counter() + context.timeout
+
+    @staticmethod
+    def within(context: SolveContext, deadline: float | None) -> SolveContext:
+        """The context of one inner solve: its timeout is the time left until ``deadline``.
+
+        A wrapper that solves the wrapped model several times per point (differences,
+        replicas) passes the remaining time on, so that an engine that stops itself at
+        ``context.timeout`` (LAMMPS) stops the whole wrapped solve at the limit.
+
+        Raises:
+            TimeoutError: If the time is up before the inner solve starts.
+        """
+        if deadline is None:
+            return context
+        left = deadline - time.perf_counter()
+        if left <= 0.0:
+            raise TimeoutError(
+                f"the timeout of {context.timeout:g} s ran out between the inner solves of a "
+                "wrapper"
+            )
+        return dataclasses.replace(context, timeout=left)
 
     def unpack(self, state: np.ndarray):
         """``(inner_state, inputs, parameters)`` of one state row (inputs as ``(1, *shape)``)."""
