@@ -391,6 +391,24 @@ def test_md_timeout_stops_a_long_run_cleanly_and_the_box_goes_on(md):
     fresh.close()
 
 
+@pytest.mark.mpi
+def test_md_timeouts_on_every_rank_stop_the_run_with_one_error(md):
+    """Every rank's box runs 10^7 steps; each stops at the 0.3 s limit and every rank raises
+    the same error (nothing hangs waiting for a rank that is still running)."""
+    comm = MPI.COMM_WORLD
+    model = md("hex", timestep=0.005, equilibration=10**7, blocks=2, block_steps=10, **MD)
+    dispatcher = Dispatcher(model, comm, failure_policy=FailurePolicy(timeout=0.3))
+    H = np.zeros((2, 2, 2))
+    H[1, 0, 0] = 0.01  # two states: one per rank on 2 ranks
+    start = time.perf_counter()
+    with pytest.raises(MicroSolveError, match="LammpsTimeout") as info:
+        dispatcher.evaluate({"displacement_gradient": H}, {})
+    assert time.perf_counter() - start < 20.0  # not the minutes of the runs
+    assert len(set(comm.allgather(str(info.value)))) == 1
+    assert dispatcher.statistics.total(comm).timeouts >= 1
+    model.close()
+
+
 def test_md_timeout_stops_a_minimisation_too(md):
     from hmm_fem.micro.md import LammpsTimeout
 
