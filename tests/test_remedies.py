@@ -209,8 +209,8 @@ def test_a_path_past_an_instability_fails_cleanly_and_the_cell_stays_usable(squa
     committed = cell.newton.committed
     # compression with shear: the micro state buckles at about 72 % of the way
     H = np.array([[-0.5, 0.8], [0.0, -0.5]])
-    with pytest.raises(CellSolveError, match=r"load path .* \(4 increments, 6 halvings\)"):
-        cell.respond(H, substeps=4, max_bisections=6)
+    with pytest.raises(CellSolveError, match=r"load path .* \(4 increments, 2 halvings\)"):
+        cell.respond(H, substeps=4, max_bisections=2)
     assert 0.5 < cell.path[-1] < 1.0  # it got part of the way
     np.testing.assert_array_equal(cell.newton.committed, committed)
     np.testing.assert_array_equal(cell.macro_gradient.value, H_SMALL)
