@@ -207,7 +207,8 @@ def test_a_path_past_an_instability_fails_cleanly_and_the_cell_stays_usable(squa
     cell = HyperelasticCell(square, PHASES)
     P0, _ = cell.respond(H_SMALL)
     committed = cell.newton.committed
-    # compression with shear: the micro state buckles at about 72 % of the way
+    # compression with shear: every path stops at about 72 % of the way (increments of 1/256
+    # fail there too, measured): the end of the equilibrium branch, which no path passes
     H = np.array([[-0.5, 0.8], [0.0, -0.5]])
     with pytest.raises(CellSolveError, match=r"load path .* \(4 increments, 2 halvings\)"):
         cell.respond(H, substeps=4, max_bisections=2)
