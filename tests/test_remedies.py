@@ -316,6 +316,9 @@ def test_plastic_remedies_cure_a_stalled_newton_and_agree(voided):
     virgin = model.initial_history()
     with pytest.raises(CellSolveError, match="DIVERGED_MAX_IT"):
         model.solve(E_STALL, SolveContext(history=virgin))
+    snes = model.cell.newton.snes
+    search = snes.getLineSearch()
+    settings = (snes.getTolerances(), search.getType(), search.getTolerances(), search.getOrder())
     results = {}
     for remedy in model.remedies:
         model.cell.reset()  # both from rest (no warm start from the other's solution)
@@ -332,6 +335,12 @@ def test_plastic_remedies_cure_a_stalled_newton_and_agree(voided):
     for name in ("plastic_strain", "equivalent_plastic_strain"):
         assert relative(l2["history"][name], more["history"][name]) < 1e-6
     # the cell's own Newton settings are back after a remedy: the plain solve fails again
+    assert (
+        snes.getTolerances(),
+        search.getType(),
+        search.getTolerances(),
+        search.getOrder(),
+    ) == settings
     with pytest.raises(CellSolveError, match="after 25 Newton iterations"):
         model.cell.reset()
         model.solve(E_STALL, SolveContext(history=virgin))

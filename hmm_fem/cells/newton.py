@@ -405,9 +405,11 @@ class CellNewton:
             or max_iterations < 1
         ):
             raise ValueError(f"max_iterations must be an integer >= 1, got {max_iterations!r}")
-        rtol, atol, stol, max_it = self.snes.getTolerances()
+        max_it = self.snes.getTolerances()[3]
         search = self.snes.getLineSearch()
-        kind = search.getType()
+        # Keep the settings of the cell's own line search, to put them back after another
+        # type (whose creation may set its own defaults) served this solve.
+        kind, limits, order = search.getType(), search.getTolerances(), search.getOrder()
         try:
             if max_iterations is not None:
                 self.snes.setTolerances(max_it=int(max_iterations))
@@ -419,6 +421,8 @@ class CellNewton:
                 self.snes.setTolerances(max_it=max_it)
             if line_search is not None:
                 search.setType(kind)
+                search.setTolerances(*limits)
+                search.setOrder(order)
 
     def _solve(self, tolerance: float) -> None:
         self._tolerance = float(tolerance)
