@@ -357,7 +357,7 @@ class HyperelasticCell(NonlinearCellProblem):
         if (
             isinstance(max_bisections, bool)
             or int(max_bisections) != max_bisections
-            or (max_bisections < 0)
+            or max_bisections < 0
         ):
             raise ValueError(f"max_bisections must be an integer >= 0, got {max_bisections!r}")
         stored = self._recall(H)

@@ -34,8 +34,8 @@ policy's per-solve ``timeout``. :class:`FailurePolicy` says what follows, in thi
 
 Timeouts. The timeout reaches the solve as ``context.timeout``, for engines that can stop
 themselves (LAMMPS's ``timer timeout``, a clock check in a Python loop); such a solve
-raises a :class:`TimeoutError` (or :class:`MicroTimeoutError`), counted as a timeout. Otherwise a
-Python-level model cannot be stopped from outside without its cooperation, so
+raises a :class:`TimeoutError` (or :class:`MicroTimeoutError`), counted as a timeout.
+Otherwise a Python-level model cannot be stopped from outside without its cooperation, so
 the timeout is honest about what it does: the wall time of every attempt is measured, and
 an attempt that returns after ``timeout`` seconds is a failure (its result is dropped), so
 a slow solve is retried with the next remedy or substituted. With ``interrupt=True`` (main
