@@ -264,6 +264,23 @@ def test_failure_policy_uses_the_hyperelastic_remedies_in_order(
     model.cell.destroy()
 
 
+def test_when_the_first_remedy_fails_the_policy_tries_the_next(square, gradual):
+    """From a sheared, compressed state the straight path to H_BIG breaks down (at 38 %,
+    with up to 6 halvings, measured; 2 here to save time); the path from rest gets there."""
+    model = Recording(square, PHASES)
+    model.BISECTIONS = 2
+    dispatcher = Dispatcher(model, MPI.COMM_SELF, failure_policy=FailurePolicy(retries=2))
+    H_last = np.array([[-0.3, -0.6], [0.0, -0.3]])  # sorted first: solved first
+    H = np.stack([H_last, H_BIG])
+    response = dispatcher.evaluate({"displacement_gradient": H}, {})
+    # H_BIG: the plain solve, "substeps" from H_last (fails), "path_from_zero" (cures)
+    assert model.remedies_seen[-3:] == [None, "substeps", "path_from_zero"]
+    assert dispatcher.statistics.retries >= 2
+    assert relative(response.value[1], gradual[0]) < RTOL_P
+    assert relative(response.derivatives["displacement_gradient"][1], gradual[1]) < RTOL_A
+    model.cell.destroy()
+
+
 @pytest.mark.mpi
 def test_hyperelastic_remedies_on_two_ranks_give_the_serial_answer(square, gradual):
     """Every rank cures its own failing state; the answers are the serial ones."""

@@ -175,8 +175,8 @@ class HyperelasticModel(MicroModel):
     tries a cold start from ``w = 0`` when the warm start fails):
 
     * ``"substeps"``: load sub-stepping from the cell's last converged state to ``H`` in
-      :attr:`SUBSTEPS` increments, each warm-started, a failing one halved up to 6
-      times. For a macro step too large for one Newton solve.
+      :attr:`SUBSTEPS` increments, each warm-started, a failing one halved up to
+      :attr:`BISECTIONS` times. For a macro step too large for one Newton solve.
     * ``"path_from_zero"``: the same from the undeformed state ``H = 0`` in
       :attr:`PATH_STEPS` increments: for a state far from the last one the rank solved
       (or when that one is past an instability).
@@ -196,6 +196,8 @@ class HyperelasticModel(MicroModel):
     SUBSTEPS = 4
     #: Increments of the ``"path_from_zero"`` remedy (before halvings).
     PATH_STEPS = 8
+    #: How often either remedy may halve a failed increment.
+    BISECTIONS = 6
 
     def __init__(self, cell: UnitCell, phases: Mapping, **options):
         from ...cells.hyperelastic import HyperelasticCell
@@ -229,9 +231,13 @@ class HyperelasticModel(MicroModel):
         if remedy is None:
             P, A = self.cell.respond(H)
         elif remedy == "substeps":
-            P, A = self.cell.respond(H, substeps=self.SUBSTEPS, start="last")
+            P, A = self.cell.respond(
+                H, substeps=self.SUBSTEPS, start="last", max_bisections=self.BISECTIONS
+            )
         elif remedy == "path_from_zero":
-            P, A = self.cell.respond(H, substeps=self.PATH_STEPS, start="zero")
+            P, A = self.cell.respond(
+                H, substeps=self.PATH_STEPS, start="zero", max_bisections=self.BISECTIONS
+            )
         else:
             raise ValueError(
                 f"HyperelasticModel offers the remedies {list(self.remedies)}, not {remedy!r}"
