@@ -56,6 +56,7 @@ bench:
 	$(RUN) python3 benchmarks/peers.py
 	$(RUN) python3 benchmarks/time_to_accuracy.py
 	$(RUN) python3 benchmarks/cli_start.py
+	$(RUN) python3 benchmarks/remedies.py
 
 docs:
 	$(RUN) bash -c 'set -e; $(CHECK_PARAVIEW); $(SPHINX)'

@@ -151,7 +151,10 @@ class HyperelasticCell(NonlinearCellProblem):
         lame: The Lame constants ``(mu, lambda)`` as a cell-wise (DG0) field; ``mu`` and
             ``lam`` are its components (UFL).
         newton: The :class:`~hmm_fem.cells.newton.CellNewton` (the SNES and its log).
-        iterations: Newton steps of the last solve (0 when the stored result was returned).
+        iterations: Newton steps of the last solve (0 when the stored result was returned;
+            summed over the increments of a load path).
+        path: The load fractions reached by the last solve (``[1.0]`` for a plain solve;
+            the increments of a sub-stepped one, see :meth:`respond`).
         history: Residual norms ``||R||`` of the last solve, one per iteration, of the
             start that converged.
         seconds: Wall time of the last :meth:`respond` (Newton and tangent).
@@ -245,6 +248,7 @@ class HyperelasticCell(NonlinearCellProblem):
         self._cells = np.arange(msh.topology.index_map(d).size_local, dtype=np.int32)
         self._dw = self.system.load.duplicate()
         self._min_J = float("nan")
+        self.path: list[float] = []
         self.newton = self._make_newton(
             self._R,
             w,
@@ -306,30 +310,60 @@ class HyperelasticCell(NonlinearCellProblem):
         self._min_J = self._min_jacobian()
         return self._min_J > 0.0
 
-    def respond(self, H) -> tuple[np.ndarray, np.ndarray]:
+    def respond(
+        self, H, *, substeps: int = 1, start: str = "last", max_bisections: int = 6
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Average first Piola stress and consistent tangent at ``F_macro = I + H``.
+
+        By default one Newton solve at ``H`` (warm, then cold start). With ``substeps > 1``
+        (a remedy for a load step too large for Newton) the macro gradient follows the
+        straight path from the starting gradient ``H0`` to ``H`` in ``substeps`` equal
+        increments, each a Newton solve warm-started from the previous one; an increment
+        that fails is halved, at most ``max_bisections`` times. The tangent is computed at
+        ``H`` only. A hyperelastic cell has no memory, so the path changes how the state
+        is found, not which state (while the equilibrium at ``H`` is unique: a state
+        reached past a micro instability depends on the path).
 
         Args:
             H: Macro displacement gradient, ``d x d`` (``H[i, J] = du_i / dX_J``).
+            substeps: Number of equal increments of the load path (``>= 1``).
+            start: ``"last"``: the path starts at the last converged state (``H0`` its
+                gradient, 0 if none); ``"zero"``: at the undeformed state ``H0 = 0``,
+                ``w = 0`` (an exact solution), as a load history from rest would.
+            max_bisections: How often a failed increment may be halved (``>= 0``).
 
         Returns:
             ``(P, A)``: ``P* = <P>`` (``d x d``, ``P[i, J]``) and
             ``A* = dP*/dF_macro`` (``d x d x d x d``, ``A[i, J, k, L] = dP*_iJ / dF_kL``),
-            in the units of the phase moduli.
+            in the units of the phase moduli. :attr:`iterations` counts the Newton steps
+            of the whole path, :attr:`path` lists its converged load fractions.
 
         Raises:
-            ValueError: if ``H`` has the wrong shape or is not finite.
-            CellSolveError: if ``det F_macro <= 0`` (no admissible periodic state: the
-                average of ``J`` is ``det F_macro``), or Newton fails (every start: no
-                convergence in ``max_iterations`` steps, ``J <= 0`` for every step length,
-                a non-finite residual, a failed factorisation). The message gives
-                ``F_macro``, the iteration log and the SNES converged reasons; the cell is
-                left in its last converged state.
+            ValueError: if ``H`` has the wrong shape or is not finite, or for a bad
+                ``substeps``, ``start`` or ``max_bisections``.
+            CellSolveError: if ``det F_macro <= 0`` (at ``H`` or on the path: no
+                admissible periodic state, the average of ``J`` is ``det F_macro``), or
+                Newton fails (every start: no convergence in ``max_iterations`` steps,
+                ``J <= 0`` for every step length, a non-finite residual, a failed
+                factorisation; on a path, an increment halved ``max_bisections`` times).
+                The message gives ``F_macro``, the iteration log and the SNES converged
+                reasons; the cell is left in its last converged state.
         """
         H = self._check_gradient(H)
+        if isinstance(substeps, bool) or int(substeps) != substeps or substeps < 1:
+            raise ValueError(f"substeps must be an integer >= 1, got {substeps!r}")
+        if start not in ("last", "zero"):
+            raise ValueError(f"start must be 'last' or 'zero', got {start!r}")
+        if (
+            isinstance(max_bisections, bool)
+            or int(max_bisections) != max_bisections
+            or max_bisections < 0
+        ):
+            raise ValueError(f"max_bisections must be an integer >= 0, got {max_bisections!r}")
         stored = self._recall(H)
         if stored is not None:
             self.iterations = 0
+            self.path = [1.0]
             self.seconds = self.tangent_seconds = 0.0
             return stored[0].copy(), stored[1].copy()
         start_time = time.perf_counter()
@@ -343,27 +377,25 @@ class HyperelasticCell(NonlinearCellProblem):
                 "periodic micro state has J > 0 everywhere (the cell average of J is det "
                 "F_macro). Reduce the macro load step."
             )
-        self.macro_gradient.value[:] = H
-        strain = max(self.rtol * float(np.linalg.norm(H)), self.atol)
-        try:
-            self.newton.solve(strain * self.residual_reference)
-        except NewtonFailure as failure:
-            self._restore()
-            raise CellSolveError(
-                f"{where}: Newton failed at F_macro = {_format_matrix(F_macro)} (det {det:.6g}); "
-                f"the cell is back at its last converged state. Iterations:\n  {failure}"
-            ) from None
-        self.iterations = self.newton.iterations
+        before = self.newton.committed
+        if int(substeps) == 1 and start == "last":
+            self._newton_at(H, where, F_macro, det)
+            self.iterations = self.newton.iterations
+            self.path = [1.0]
+        else:
+            self._follow_path(H, int(substeps), start, int(max_bisections), where)
         tangent_start = time.perf_counter()
         try:
             P, A = self._homogenised_response()
         except CellSolveError as err:
+            self.newton.recommit(before)
             self._restore()
             raise CellSolveError(
                 f"{where}: the tangent at F_macro = {_format_matrix(F_macro)} failed ({err}); "
                 "the cell is back at its last converged state"
             ) from err
         if not (np.all(np.isfinite(P)) and np.all(np.isfinite(A))):
+            self.newton.recommit(before)
             self._restore()
             raise CellSolveError(
                 f"{where}: the response at F_macro = {_format_matrix(F_macro)} is not finite; "
@@ -375,6 +407,76 @@ class HyperelasticCell(NonlinearCellProblem):
         self.tangent_seconds = now - tangent_start
         self.seconds = now - start_time
         return P.copy(), A.copy()
+
+    def _newton_at(self, H: np.ndarray, where: str, F_macro: np.ndarray, det: float) -> None:
+        """Newton at ``H`` from the committed state (warm, then cold); restores on failure."""
+        self.macro_gradient.value[:] = H
+        strain = max(self.rtol * float(np.linalg.norm(H)), self.atol)
+        try:
+            self.newton.solve(strain * self.residual_reference)
+        except NewtonFailure as failure:
+            self._restore()
+            raise CellSolveError(
+                f"{where}: Newton failed at F_macro = {_format_matrix(F_macro)} (det {det:.6g}); "
+                f"the cell is back at its last converged state. Iterations:\n  {failure}"
+            ) from None
+
+    def _follow_path(
+        self, H: np.ndarray, substeps: int, start: str, max_bisections: int, where: str
+    ) -> None:
+        """Newton along ``H0 + s (H - H0)``, ``s`` to 1 in increments, halving failed ones.
+
+        Every converged increment is committed (the warm start of the next); on failure the
+        committed state before the path is put back and :class:`CellSolveError` raised.
+        """
+        d = self.cell.dim
+        before = self.newton.committed
+        stored_for = self._stored_for
+        if start == "zero" or stored_for is None:
+            H0 = np.zeros((d, d))
+            self.newton.recommit(None)
+        else:
+            H0 = np.array(stored_for, copy=True)
+        ds = 1.0 / substeps
+        smallest = ds / 2.0**max_bisections
+        s, iterations, path, halvings = 0.0, 0, [], 0
+        while s < 1.0:
+            step = min(ds, 1.0 - s)
+            target = 1.0 if step >= 1.0 - s - 1e-12 else s + step
+            Ht = H if target == 1.0 else H0 + target * (H - H0)
+            F_macro = np.eye(d) + Ht
+            det = float(np.linalg.det(F_macro))
+            failure = None
+            if not det > 0.0:
+                failure = f"det F_macro = {det:.6g} <= 0 on the path"
+            else:
+                try:
+                    self._newton_at(Ht, where, F_macro, det)
+                except CellSolveError as err:
+                    failure = str(err)
+            if failure is None:
+                self.newton.commit()
+                iterations += self.newton.iterations
+                path.append(target)
+                s = target
+                continue
+            if step / 2.0 < smallest * (1.0 - 1e-12) or not det > 0.0:
+                self.newton.recommit(before)
+                self.macro_gradient.value[:] = (
+                    np.zeros((d, d)) if stored_for is None else stored_for
+                )
+                self.iterations = iterations
+                self.path = path
+                raise CellSolveError(
+                    f"{where}: the load path from H0 = {_format_matrix(H0)} to H = "
+                    f"{_format_matrix(H)} ({substeps} increments, {halvings} halvings) failed "
+                    f"at the fraction {target:.6g} after reaching {s:.6g}; the cell is back at "
+                    f"its last converged state. {failure}"
+                )
+            ds = step / 2.0
+            halvings += 1
+        self.iterations = iterations
+        self.path = path
 
     def _restore(self) -> None:
         """Back to the last converged state (fluctuation and macro gradient)."""

@@ -376,14 +376,55 @@ class CellNewton:
         return self._active
 
     # -- solve ------------------------------------------------------------------------------------
-    def solve(self, tolerance: float) -> None:
+    def solve(
+        self,
+        tolerance: float,
+        *,
+        max_iterations: int | None = None,
+        line_search: str | None = None,
+    ) -> None:
         """Solve ``R(u) = 0`` to ``||R|| <= tolerance``: from the committed state, else from 0.
 
+        Args:
+            tolerance: The residual norm to reach.
+            max_iterations: Newton steps per start for this solve only (default the
+                SNES's ``snes_max_it``).
+            line_search: A SNES line search type for this solve only (e.g. ``"l2"``, the
+                secant line search on the residual norm; default the SNES's, ``"bt"``).
+                Both are remedies for a failed solve.
+
         Raises:
+            ValueError: If ``max_iterations`` is not an integer >= 1.
             NewtonFailure: if every start fails (the message is the log, with the SNES
                 converged reason of every start); ``u`` is then back at the committed state.
             Exception: an exception of ``prepare`` other than :class:`CellSolveError`.
         """
+        if max_iterations is not None and (
+            isinstance(max_iterations, bool)
+            or int(max_iterations) != max_iterations
+            or max_iterations < 1
+        ):
+            raise ValueError(f"max_iterations must be an integer >= 1, got {max_iterations!r}")
+        max_it = self.snes.getTolerances()[3]
+        search = self.snes.getLineSearch()
+        # Keep the settings of the cell's own line search, to put them back after another
+        # type (whose creation may set its own defaults) served this solve.
+        kind, limits, order = search.getType(), search.getTolerances(), search.getOrder()
+        try:
+            if max_iterations is not None:
+                self.snes.setTolerances(max_it=int(max_iterations))
+            if line_search is not None:
+                search.setType(line_search)
+            self._solve(tolerance)
+        finally:
+            if max_iterations is not None:
+                self.snes.setTolerances(max_it=max_it)
+            if line_search is not None:
+                search.setType(kind)
+                search.setTolerances(*limits)
+                search.setOrder(order)
+
+    def _solve(self, tolerance: float) -> None:
         self._tolerance = float(tolerance)
         self.log = [f"(domain error: {self.domain})"] if self.prepare is not None else []
         self._primary_failed = False
@@ -446,6 +487,20 @@ class CellNewton:
     def commit(self) -> None:
         """The current ``u`` becomes the committed state: the warm start of the next solve."""
         self._committed = self.u.x.array.copy()
+
+    @property
+    def committed(self) -> np.ndarray | None:
+        """A copy of the committed state (``None``: none, the next solve starts cold)."""
+        return None if self._committed is None else self._committed.copy()
+
+    def recommit(self, state: np.ndarray | None) -> None:
+        """Make ``state`` (a :attr:`committed` copy, or ``None``) the committed state again.
+
+        For callers that commit intermediate states (a load path) and must go back to the
+        state before them when the path fails; ``u`` is set to it.
+        """
+        self._committed = None if state is None else np.array(state, copy=True)
+        self.restore()
 
     def restore(self) -> None:
         """``u`` back to the committed state (zero if none)."""

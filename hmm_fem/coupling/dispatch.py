@@ -258,6 +258,10 @@ class Dispatcher:
         self.failure_policy = failure_policy or FailurePolicy()
         self._remedies = self.failure_policy.remedy_sequence(model)
         self.last_substituted = np.zeros(0, dtype=bool)
+        # This rank's point evaluations and substituted ones since the dispatcher was made
+        # (the run-wide failure budget, FailurePolicy.max_run_fraction).
+        self._run_points = 0
+        self._run_substituted = 0
         self.failure_log: list[str] = []
         self._warned_step: int | None = None
         self._cache: OrderedDict[bytes, tuple[dict[str, np.ndarray], np.ndarray | None]] = (
@@ -618,6 +622,8 @@ class Dispatcher:
         flags = np.array([kb in substituted for kb in key_bytes], dtype=bool)
         self.last_substituted = flags[inverse] if n else np.zeros(0, dtype=bool)
         self.statistics.substituted_points += int(self.last_substituted.sum())
+        self._run_substituted += int(self.last_substituted.sum())
+        self._run_points += n
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         if model.stochastic:
@@ -684,11 +690,11 @@ class Dispatcher:
         failed = {kb for kb, _, _ in failures}
         counts = np.bincount(inverse, minlength=len(key_bytes)) if n else np.zeros(0, int)
         local_failed = sum(int(c) for kb, c in zip(key_bytes, counts) if kb in failed)
-        failed_points, total_points = (
-            comm.allreduce(np.array([local_failed, n]), op=MPI.SUM)
-            if comm.size > 1
-            else (local_failed, n)
+        tally = np.array([local_failed, n, self._run_substituted, self._run_points])
+        failed_points, total_points, run_substituted, run_points = (
+            comm.allreduce(tally, op=MPI.SUM) if comm.size > 1 else tally
         )
+        run_substituted, run_points = run_substituted + failed_points, run_points + total_points
         _, first_state, first_reason = failures[0]
         first = (
             f"state {_format_state(model.state_names, first_state)} (needed at "
@@ -703,6 +709,18 @@ class Dispatcher:
                 f"policy allows (max_failure_fraction = {100 * policy.max_failure_fraction:g} "
                 f"%, per evaluation over all ranks). First failure: {first}. Make the micro "
                 "solve robust (remedies, retries), shorten the macro step, or raise the limit."
+            )
+        run_fraction = run_substituted / max(run_points, 1)
+        if policy.max_run_fraction is not None and run_fraction > policy.max_run_fraction:
+            raise MicroFailureError(
+                f"the run's failure budget is spent: {run_substituted} of {run_points} point "
+                f"evaluations of this run ({100 * run_fraction:.3g} %, this evaluation's "
+                f"{failed_points} of {total_points} included; step {self.clock.step}, "
+                f"iteration {self.clock.iteration}) needed a substituted micro state, more "
+                f"than the failure policy allows (max_run_fraction = "
+                f"{100 * policy.max_run_fraction:g} %, over all ranks). First failure of this "
+                f"evaluation: {first}. Make the micro solve robust (remedies, retries), "
+                "shorten the macro step, or raise the budget."
             )
         error = None
         substituted: dict[bytes, tuple[dict, np.ndarray | None]] = {}

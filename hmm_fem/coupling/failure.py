@@ -27,11 +27,15 @@ policy's per-solve ``timeout``. :class:`FailurePolicy` says what follows, in thi
    :class:`MicroFailureError` when the fraction of the macro points of one evaluation (a
    collective call of the dispatcher, summed over ranks) whose state failed exceeds
    ``max_failure_fraction``, or when there is no solved state to interpolate from (or none
-   within ``max_distance``).
+   within ``max_distance``); and, with a run-wide budget ``max_run_fraction``, when the
+   substituted point evaluations of the whole run (the one at hand included) pass that
+   fraction of all its point evaluations: a run whose failures are few per evaluation but
+   persist stops too.
 
 Timeouts. The timeout reaches the solve as ``context.timeout``, for engines that can stop
-themselves (LAMMPS's ``timer timeout``, a clock check in a Python loop). Otherwise a
-Python-level model cannot be stopped from outside without its cooperation, so
+themselves (LAMMPS's ``timer timeout``, a clock check in a Python loop); such a solve
+raises a :class:`TimeoutError` (or :class:`MicroTimeoutError`), counted as a timeout.
+Otherwise a Python-level model cannot be stopped from outside without its cooperation, so
 the timeout is honest about what it does: the wall time of every attempt is measured, and
 an attempt that returns after ``timeout`` seconds is a failure (its result is dropped), so
 a slow solve is retried with the next remedy or substituted. With ``interrupt=True`` (main
@@ -110,6 +114,13 @@ class FailurePolicy:
         max_failure_fraction: Abort when the points of one evaluation whose state failed
             are more than this fraction of all its points (over all ranks); ``0 <= . < 1``.
             Used only with ``substitute=True``.
+        max_run_fraction: The run-wide failure budget: abort when the point evaluations
+            substituted since the dispatcher was made (over all ranks, the evaluation at
+            hand included) are more than this fraction of all its point evaluations;
+            ``0 <= . < 1``, ``None``: no budget. Checked at an evaluation with failures, so
+            an early failure weighs heavily (a first evaluation with 10 % substituted
+            points is 10 % of the run). The counts start afresh in a restarted run. Used
+            only with ``substitute=True``.
         timeout: Wall-clock limit in seconds of one attempt (``None``: none).
         interrupt: Also interrupt an attempt at ``timeout`` with ``SIGALRM`` (main thread,
             POSIX; interrupts Python code only).
@@ -125,6 +136,7 @@ class FailurePolicy:
     max_failure_fraction: float = 0.2
     timeout: float | None = None
     interrupt: bool = False
+    max_run_fraction: float | None = None
 
     def __post_init__(self):
         if int(self.retries) != self.retries or self.retries < 0:
@@ -164,6 +176,11 @@ class FailurePolicy:
                 "FailurePolicy: max_failure_fraction must be in [0, 1), got "
                 f"{self.max_failure_fraction}"
             )
+        if self.max_run_fraction is not None and not (0.0 <= self.max_run_fraction < 1.0):
+            raise ValueError(
+                "FailurePolicy: max_run_fraction must be in [0, 1) or None, got "
+                f"{self.max_run_fraction}"
+            )
         if self.timeout is not None and not (np.isfinite(self.timeout) and self.timeout > 0):
             raise ValueError(f"FailurePolicy: timeout must be positive seconds, got {self.timeout}")
         if self.interrupt and self.timeout is None:
@@ -197,6 +214,8 @@ class FailurePolicy:
                 f"substitution ({self.interpolation}) up to {100 * self.max_failure_fraction:g} % "
                 "of the points of an evaluation"
             )
+            if self.max_run_fraction is not None:
+                parts.append(f"up to {100 * self.max_run_fraction:g} % of the run's points")
         else:
             parts.append("abort at the first failure")
         return ", ".join(parts)
@@ -294,7 +313,9 @@ def solve_with_retries(
             else:
                 result = attempt(ctx)
         except Exception as exc:  # noqa: BLE001 - recorded; the policy decides
-            if isinstance(exc, MicroTimeoutError):
+            # An engine that stopped itself at context.timeout raises a TimeoutError
+            # (e.g. hmm_fem.micro.md.LammpsTimeout): a timeout too.
+            if isinstance(exc, (MicroTimeoutError, TimeoutError)):
                 outcome.timeouts += 1
             outcome.reasons.append(f"{label}: {type(exc).__name__}: {exc}")
             continue

@@ -13,7 +13,9 @@ class InputAdapter(MicroModel):
     A subclass maps its inputs to the wrapped model's in :meth:`adapt` and maps the wrapped
     response back in ``respond``. Everything else (parameters, state names, history, time
     dependence, noise, seed) is the wrapped model's, so the dispatcher keys, caches and
-    commits exactly as it would for the wrapped model.
+    commits exactly as it would for the wrapped model. The wrapped model's
+    :attr:`~hmm_fem.micro.MicroModel.remedies` are the wrapper's, and the solve context
+    (with the remedy a retry asks for) reaches the wrapped solve unchanged.
 
     Args:
         model: The wrapped micro model.
@@ -31,6 +33,7 @@ class InputAdapter(MicroModel):
         self.time_dependent = model.time_dependent
         self.stochastic = model.stochastic
         self.seed = model.seed
+        self.remedies = tuple(model.remedies)
 
     def adapt(self, inputs):
         """The wrapped model's inputs from the wrapper's (a subclass defines it)."""

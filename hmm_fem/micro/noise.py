@@ -93,13 +93,16 @@ class EnsembleAverage(PointwiseWrapper):
     def solve(self, state: np.ndarray, context: SolveContext) -> dict[str, np.ndarray]:
         """Replicas until the target standard error is met (or ``max_replicas``)."""
         inner, inputs, parameters = self.unpack(state)
+        deadline = self.deadline(context)  # context.timeout: for all replicas together
         count = 0
         sums: dict[str, np.ndarray] = {}
         mean = spread = None  # Welford: running mean and sum of squared deviations
         target_met = False
         while count < self.max_replicas:
             for _ in range(min(self.batch, self.max_replicas - count)):
-                replica = dataclasses.replace(context, seed=(*context.seed, count))
+                replica = dataclasses.replace(
+                    self.within(context, deadline), seed=(*context.seed, count)
+                )
                 response, solution, _ = self.respond_at(inputs, parameters, replica, inner)
                 value = np.asarray(response.value[0], dtype=np.float64)
                 entries = {TANGENT_PREFIX + k: v[0] for k, v in response.derivatives.items()}

@@ -9,6 +9,8 @@ solve) and unpacks them again in the solve.
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Mapping
 
 import numpy as np
@@ -26,8 +28,9 @@ class PointwiseWrapper(MicroModel):
 
     The state row is ``[model's state | inputs flattened in order | parameters]``. The
     wrapper has the wrapped model's inputs, response shape, parameters, history, time
-    dependence, noise and seed. Subclasses implement :meth:`solve` with the helpers
-    :meth:`unpack` and :meth:`respond_at`, and return ``"value"`` and
+    dependence, noise, seed and remedies (a retry's ``context.remedy`` reaches every solve
+    of the wrapped model that :meth:`respond_at` makes). Subclasses implement :meth:`solve`
+    with the helpers :meth:`unpack` and :meth:`respond_at`, and return ``"value"`` and
     ``"tangent/<input>"`` entries (and ``"standard_error"`` for a noisy value), which
     :meth:`respond` turns into the response.
 
@@ -44,6 +47,7 @@ class PointwiseWrapper(MicroModel):
         self.time_dependent = model.time_dependent
         self.stochastic = model.stochastic
         self.seed = model.seed
+        self.remedies = tuple(model.remedies)
         self._sizes = {name: int(np.prod(shape)) for name, shape in self.inputs.items()}
         self._inner_width: int | None = None
         input_names = [
@@ -76,6 +80,32 @@ class PointwiseWrapper(MicroModel):
             np.asarray(parameters[name], dtype=np.float64).reshape(n, 1) for name in self.parameters
         ]
         return np.hstack([inner, *flat, *params])
+
+    @staticmethod
+    def deadline(context: SolveContext) -> float | None:
+        """The ``time.perf_counter()`` at which the solve's ``context.timeout`` runs out."""
+        return None if context.timeout is None else time.perf_counter() + context.timeout
+
+    @staticmethod
+    def within(context: SolveContext, deadline: float | None) -> SolveContext:
+        """The context of one inner solve: its timeout is the time left until ``deadline``.
+
+        A wrapper that solves the wrapped model several times per point (differences,
+        replicas) passes the remaining time on, so that an engine that stops itself at
+        ``context.timeout`` (LAMMPS) stops the whole wrapped solve at the limit.
+
+        Raises:
+            TimeoutError: If the time is up before the inner solve starts.
+        """
+        if deadline is None:
+            return context
+        left = deadline - time.perf_counter()
+        if left <= 0.0:
+            raise TimeoutError(
+                f"the timeout of {context.timeout:g} s ran out between the inner solves of a "
+                "wrapper"
+            )
+        return dataclasses.replace(context, timeout=left)
 
     def unpack(self, state: np.ndarray):
         """``(inner_state, inputs, parameters)`` of one state row (inputs as ``(1, *shape)``)."""

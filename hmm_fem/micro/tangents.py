@@ -38,7 +38,8 @@ class FiniteDifferenceTangent(PointwiseWrapper):
     response's relative standard error at the point (0 for a deterministic model).
 
     Cost: ``2 m`` (central) or ``m`` (forward) extra solves per point, ``m`` the number of
-    input components.
+    input components. A ``context.timeout`` is the limit of all of them together: each
+    inner solve is told the time left (and none starts after it ran out).
 
     Example:
         >>> model = FiniteDifferenceTangent(md_box, scale={"strain": 1e-2})
@@ -96,7 +97,10 @@ class FiniteDifferenceTangent(PointwiseWrapper):
     def solve(self, state: np.ndarray, context: SolveContext) -> dict[str, np.ndarray]:
         """The response at the point and its derivative by every input, by differences."""
         inner, inputs, parameters = self.unpack(state)
-        response, solution, history = self.respond_at(inputs, parameters, context, inner)
+        deadline = self.deadline(context)
+        response, solution, history = self.respond_at(
+            inputs, parameters, self.within(context, deadline), inner
+        )
         value = np.asarray(response.value[0], dtype=np.float64)
         error = None if response.standard_error is None else response.standard_error[0]
         relative = self._relative_step(value, error)
@@ -113,9 +117,9 @@ class FiniteDifferenceTangent(PointwiseWrapper):
                     if self.step is not None
                     else relative * max(abs(float(flat[j])), self.scale[name])
                 )
-                plus = self._value_at(inputs, parameters, context, name, j, h)
+                plus = self._value_at(inputs, parameters, context, deadline, name, j, h)
                 if self.scheme == "central":
-                    minus = self._value_at(inputs, parameters, context, name, j, -h)
+                    minus = self._value_at(inputs, parameters, context, deadline, name, j, -h)
                     columns.append((plus - minus) / (2.0 * h))
                 else:
                     columns.append((plus - value) / h)
@@ -124,10 +128,10 @@ class FiniteDifferenceTangent(PointwiseWrapper):
             out[HISTORY_KEY] = history
         return out
 
-    def _value_at(self, inputs, parameters, context, name, j, delta) -> np.ndarray:
+    def _value_at(self, inputs, parameters, context, deadline, name, j, delta) -> np.ndarray:
         moved = {k: v.copy() for k, v in inputs.items()}
         moved[name].reshape(-1)[j] += delta
-        response, _, _ = self.respond_at(moved, parameters, context)
+        response, _, _ = self.respond_at(moved, parameters, self.within(context, deadline))
         return np.asarray(response.value[0], dtype=np.float64)
 
 
@@ -143,7 +147,8 @@ class SecantTangent(MicroModel):
     so that the new tangent maps the last input step onto the last response step. No
     extra micro solve is needed; Newton's convergence becomes superlinear instead of
     quadratic. The tangents are kept per point (in evaluation order) and reset at
-    :meth:`reset` (e.g. at the start of a load step, to the initial tangent again).
+    :meth:`reset` (e.g. at the start of a load step, to the initial tangent again). The
+    wrapped model's remedies are the wrapper's; the solve context passes through.
 
     Args:
         model: The micro model (its own derivatives are ignored).
@@ -165,6 +170,7 @@ class SecantTangent(MicroModel):
         self.time_dependent = model.time_dependent
         self.stochastic = model.stochastic
         self.seed = model.seed
+        self.remedies = tuple(model.remedies)
         self._sizes = [int(np.prod(shape)) for shape in self.inputs.values()]
         m = sum(self._sizes)
         out = int(np.prod(self.output_shape))

@@ -171,11 +171,33 @@ class HyperelasticModel(MicroModel):
     the previous solve of the same cell; the dispatcher hands each rank a sorted block of
     states, so consecutive solves are close.
 
+    Remedies (for a :class:`~hmm_fem.coupling.FailurePolicy`; the plain solve already
+    tries a cold start from ``w = 0`` when the warm start fails):
+
+    * ``"substeps"``: load sub-stepping from the cell's last converged state to ``H`` in
+      :attr:`SUBSTEPS` increments, each warm-started, a failing one halved up to
+      :attr:`BISECTIONS` times. For a macro step too large for one Newton solve.
+    * ``"path_from_zero"``: the same from the undeformed state ``H = 0`` in
+      :attr:`PATH_STEPS` increments: for a state far from the last one the rank solved
+      (or when that one is past an instability).
+
+    Both reach the same equilibrium as the plain solve where it converges (no history:
+    the path changes how, not which, while the equilibrium is unique) and cost several
+    Newton solves.
+
     Args:
         cell: The :class:`UnitCell`.
         phases: Phase name (or tag) -> ``(E, nu)`` of the Neo-Hookean phases.
         **options: Passed to :class:`HyperelasticCell` (``degree``, ``rtol``, ...).
     """
+
+    remedies = ("substeps", "path_from_zero")
+    #: Increments of the ``"substeps"`` remedy (before halvings).
+    SUBSTEPS = 4
+    #: Increments of the ``"path_from_zero"`` remedy (before halvings).
+    PATH_STEPS = 8
+    #: How often either remedy may halve a failed increment.
+    BISECTIONS = 6
 
     def __init__(self, cell: UnitCell, phases: Mapping, **options):
         from ...cells.hyperelastic import HyperelasticCell
@@ -196,8 +218,30 @@ class HyperelasticModel(MicroModel):
         return H.reshape(H.shape[0], self.dim * self.dim)
 
     def solve(self, state: np.ndarray, context=None) -> dict[str, np.ndarray]:
-        """One micro Newton solve: ``P*`` and ``A*`` at ``H = state``."""
-        P, A = self.cell.respond(np.asarray(state).reshape(self.dim, self.dim))
+        """One micro Newton solve: ``P*`` and ``A*`` at ``H = state``.
+
+        ``context.remedy`` (a retry's) selects a load path (see the class docstring).
+
+        Raises:
+            ValueError: For a remedy this model does not offer.
+            CellSolveError: If the Newton solve (or path) fails.
+        """
+        remedy = None if context is None else context.remedy
+        H = np.asarray(state).reshape(self.dim, self.dim)
+        if remedy is None:
+            P, A = self.cell.respond(H)
+        elif remedy == "substeps":
+            P, A = self.cell.respond(
+                H, substeps=self.SUBSTEPS, start="last", max_bisections=self.BISECTIONS
+            )
+        elif remedy == "path_from_zero":
+            P, A = self.cell.respond(
+                H, substeps=self.PATH_STEPS, start="zero", max_bisections=self.BISECTIONS
+            )
+        else:
+            raise ValueError(
+                f"HyperelasticModel offers the remedies {list(self.remedies)}, not {remedy!r}"
+            )
         self.newton_iterations += self.cell.iterations
         return {"P": P, "A": A}
 

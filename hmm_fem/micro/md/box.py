@@ -28,7 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["LammpsBox", "LammpsError", "lattice_basis"]
+__all__ = ["LammpsBox", "LammpsError", "LammpsTimeout", "lattice_basis"]
 
 _CMDARGS = ["-log", "none", "-screen", "none", "-nocite"]
 # RanMars (velocity create, fix langevin) accepts seeds in 1 .. 900 000 000.
@@ -37,6 +37,15 @@ MAX_SEED = 900_000_000
 
 class LammpsError(RuntimeError):
     """LAMMPS refused a command; the message is LAMMPS's, with the command."""
+
+
+class LammpsTimeout(LammpsError, TimeoutError):
+    """A ``run`` or ``minimize`` stopped at the wall-time limit of :meth:`LammpsBox.set_timeout`.
+
+    LAMMPS's ``timer timeout`` ends a run early *without an error* (and skips every later
+    run or minimisation): the box would report the stress of an unfinished run. The box
+    checks the timer after each of its runs and raises this instead.
+    """
 
 
 def lattice_basis(lattice: str) -> tuple[np.ndarray, np.ndarray]:
@@ -92,9 +101,6 @@ class LammpsBox:
         pair_modify: str | None = None,
         mass: float = 1.0,
     ):
-        import lammps  # Debian python3-lammps, linked to the same Open MPI as DOLFINx
-        from mpi4py import MPI
-
         cell, basis = lattice_basis(lattice)
         d = cell.shape[0]
         if not (np.isfinite(lattice_constant) and lattice_constant > 0):
@@ -115,15 +121,35 @@ class LammpsBox:
         frac = (grid.reshape(-1, 1, d) + basis[None, :, :]).reshape(-1, d) / counts
         self.fractional = frac
         self.num_atoms = len(frac)
-        self.lmp = lammps.lammps(comm=MPI.COMM_SELF, cmdargs=_CMDARGS)
-        try:
-            self._build(d, frac, mass, pair_style, pair_coeff, pair_modify)
-        except BaseException:
-            self.close()  # a refused set-up does not leave an instance behind
-            raise
+        self._setup = (mass, pair_style, list(pair_coeff), pair_modify)
+        self.lmp = None
+        self._start()
         self.pair_style = pair_style
         self._rotation = np.eye(d)
         self._F = np.eye(d)
+        self.timeout: float | None = None
+
+    def _start(self) -> None:
+        """A new LAMMPS instance with the box (reference cell, atoms, pair style) in it."""
+        import lammps  # Debian python3-lammps, linked to the same Open MPI as DOLFINx
+        from mpi4py import MPI
+
+        self.lmp = lammps.lammps(comm=MPI.COMM_SELF, cmdargs=_CMDARGS)
+        try:
+            self._build(self.dim, self.fractional, *self._setup)
+        except BaseException:
+            self.close()  # a refused set-up does not leave an instance behind
+            raise
+
+    def rebuild(self) -> None:
+        """Replace the LAMMPS instance by a fresh one with the same box.
+
+        After some errors LAMMPS cannot go on (atoms lost by a trajectory that blew up:
+        every later ``change_box`` fails too); a rebuilt box can. Costs about 0.1 s.
+        """
+        self.close()
+        self.timeout = None
+        self._start()
 
     def _build(self, d, frac, mass, pair_style, pair_coeff, pair_modify) -> None:
         L = self.reference_cell
@@ -164,6 +190,39 @@ class LammpsBox:
                 self.lmp.command(line)
             except Exception as error:  # LAMMPS raises a bare Exception
                 raise LammpsError(f"LAMMPS refused `{line}`: {error}") from None
+
+    def set_timeout(self, seconds: float | None, every: int = 10) -> None:
+        """Stop runs and minimisations ``seconds`` of wall time from now (``None``: no limit).
+
+        LAMMPS's ``timer timeout``: the clock is checked every ``every`` steps (outer
+        iterations of a minimisation), so a run stops within ``every`` steps of the limit.
+        The procedures of this box then raise :class:`LammpsTimeout`. Set ``None`` again
+        when the timed work is done: after the limit LAMMPS skips every run.
+
+        Raises:
+            ValueError: If ``seconds`` is not positive or ``every`` not a positive integer.
+        """
+        if seconds is None:
+            self.commands("timer timeout off")
+            self.timeout = None
+            return
+        if not (np.isfinite(seconds) and seconds > 0):
+            raise ValueError(f"the timeout must be positive seconds, got {seconds!r}")
+        if isinstance(every, bool) or int(every) != every or every < 1:
+            raise ValueError(f"every must be a positive integer, got {every!r}")
+        self.commands(f"timer timeout {_num(seconds)} every {int(every)}")
+        self.timeout = float(seconds)
+
+    def timed_out(self) -> bool:
+        """Whether the limit of :meth:`set_timeout` has passed (LAMMPS's ``timeremain``)."""
+        return self.timeout is not None and float(self.lmp.get_thermo("timeremain")) <= 0.0
+
+    def _check_timeout(self, what: str) -> None:
+        if self.timed_out():
+            raise LammpsTimeout(
+                f"LAMMPS stopped `{what}` at the wall-time limit of {self.timeout:g} s "
+                f"(timer timeout); the result of the unfinished {what.split()[0]} is dropped"
+            )
 
     def close(self) -> None:
         """Free the LAMMPS instance."""
@@ -245,14 +304,22 @@ class LammpsBox:
         """Minimise the energy in the fixed cell (CG), then ``run 0``; returns iterations.
 
         ``force_tolerance`` is LAMMPS's ``ftol``: the 2-norm of the global force vector.
+
+        Raises:
+            LammpsTimeout: If the minimisation stopped at the limit of :meth:`set_timeout`.
         """
+        before = int(self.lmp.get_thermo("step"))
         self.commands(
             "min_style cg",
             f"minimize 0.0 {_num(force_tolerance)} {int(max_iterations)} "
             f"{int(10 * max_iterations)}",
         )
-        iterations = int(self.lmp.extract_global("niter") or 0)
+        # a minimisation advances the step by its iterations (extract_global("niter") is
+        # not a global of this LAMMPS: it gave None, so 0 iterations were reported)
+        iterations = int(self.lmp.get_thermo("step")) - before
+        self._check_timeout("minimize")
         self.commands("run 0")
+        self._check_timeout("run 0")
         return iterations
 
     def max_force(self) -> float:
@@ -283,6 +350,9 @@ class LammpsBox:
 
         Returns:
             ``(blocks, d, d)`` block means of the pressure tensor in the box frame.
+
+        Raises:
+            LammpsTimeout: If a run stopped at the limit of :meth:`set_timeout`.
         """
         if block_steps % sample_every:
             raise ValueError(
@@ -302,6 +372,7 @@ class LammpsBox:
         try:
             if equilibration > 0:
                 self.commands(f"run {int(equilibration)}")
+                self._check_timeout(f"run {int(equilibration)} (equilibration)")
             self.commands("reset_timestep 0")
             repeat = block_steps // sample_every
             self.commands(
@@ -311,6 +382,7 @@ class LammpsBox:
             out = np.empty((blocks, self.dim, self.dim))
             for k in range(blocks):
                 self.commands(f"run {int(block_steps)}" + (" pre no post no" if k else ""))
+                self._check_timeout(f"run {int(block_steps)} (block {k})")
                 p = [self.lmp.extract_fix("hmm_avg", 0, 1, i) for i in range(6)]
                 out[k] = self._tensor(p)
         finally:

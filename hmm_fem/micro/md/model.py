@@ -26,6 +26,19 @@ only partly cancel it, since MD trajectories decorrelate).
 The box is built once per model on ``MPI.COMM_SELF`` and put into the state of each solve
 from scratch (cell, positions, velocities), so a result does not depend on the solves
 before it.
+
+Failures (for a :class:`~hmm_fem.coupling.FailurePolicy`):
+
+* **Timeout.** A solve whose context carries a ``timeout`` (the policy's) runs under
+  LAMMPS's ``timer timeout`` (checked every 10 steps or CG iterations): a slow or stuck
+  run stops itself at the limit and the solve raises
+  :class:`~hmm_fem.micro.md.LammpsTimeout` (a :class:`TimeoutError`, counted as a timeout
+  by the policy) instead of returning the stress of an unfinished run. The box is usable
+  afterwards.
+* **Remedy** ``"smaller_timestep"`` (T > 0 only): the retry runs with half the time step
+  and twice the steps (equilibration, blocks, sampling interval), the same physical time,
+  for a trajectory that blew up (lost atoms, a non-finite stress). It costs twice the
+  plain solve.
 """
 
 from __future__ import annotations
@@ -38,7 +51,7 @@ from scipy.optimize import brentq
 from ...voigt import strain_to_voigt, stress_to_voigt, voigt_size, voigt_to_strain
 from ..protocol import MicroModel, MicroResponse, SolveContext
 from ..tangents import FiniteDifferenceTangent
-from .box import MAX_SEED, LammpsBox
+from .box import MAX_SEED, LammpsBox, LammpsError, LammpsTimeout
 
 __all__ = ["MDStressModel"]
 
@@ -197,6 +210,7 @@ class MDStressModel(MicroModel):
         self.parameters = ()
         self.solves = 0
         self.md_seconds = 0.0
+        self.remedies = ("smaller_timestep",) if self.temperature > 0 else ()
 
     # -- set-up ---------------------------------------------------------------------------
     def _zero_pressure(self) -> None:
@@ -267,16 +281,48 @@ class MDStressModel(MicroModel):
     def solve(self, state: np.ndarray, context: SolveContext) -> dict[str, np.ndarray]:
         """One MD solve: the stress of the box deformed by the state's ``F``.
 
+        ``context.timeout`` (seconds) limits the LAMMPS runs; ``context.remedy``
+        ``"smaller_timestep"`` halves the time step (see the module docstring).
+
         Raises:
-            ValueError: If ``F`` is not finite, singular or inverts the box (``det F <= 0``).
+            ValueError: If ``F`` is not finite, singular or inverts the box (``det F <= 0``),
+                or for a remedy the model does not offer.
+            hmm_fem.micro.md.LammpsTimeout: If a run stopped at ``context.timeout``.
             hmm_fem.micro.md.LammpsError: If LAMMPS fails (message passed on).
         """
         import time
 
         start = time.perf_counter()
+        remedy = getattr(context, "remedy", None)
+        if remedy is not None and remedy not in self.remedies:
+            raise ValueError(
+                f"MDStressModel (T = {self.temperature:g}) offers the remedies "
+                f"{list(self.remedies)}, not {remedy!r}"
+            )
         F = self.deformation_gradient(state)
         box = self.box
         box.deform(F)
+        timeout = getattr(context, "timeout", None)
+        if timeout is not None:
+            box.set_timeout(timeout)
+        try:
+            out = self._run(F, context, remedy)
+        except LammpsError as error:
+            if not isinstance(error, LammpsTimeout):
+                # e.g. atoms lost by a trajectory that blew up: LAMMPS cannot go on with
+                # this instance, so the next solve (a retry with a remedy) gets a new one.
+                box.rebuild()
+            raise
+        finally:
+            if timeout is not None and box.lmp is not None and box.timeout is not None:
+                box.set_timeout(None)
+        self.solves += 1
+        self.md_seconds += time.perf_counter() - start
+        return out
+
+    def _run(self, F: np.ndarray, context: SolveContext, remedy: str | None) -> dict:
+        """The relaxation (T = 0) or the thermostatted run (T > 0) of the deformed box."""
+        box = self.box
         if self.temperature == 0:
             iterations = box.relax(self.force_tolerance, self.max_iterations)
             sigma = box.cauchy_stress()
@@ -289,7 +335,12 @@ class MDStressModel(MicroModel):
             }
         else:
             seeds = context.rng().integers(1, MAX_SEED, size=2)
-            blocks = box.thermostatted_run(seeds=(int(seeds[0]), int(seeds[1])), **self.run_options)
+            options = dict(self.run_options)
+            if remedy == "smaller_timestep":
+                options["timestep"] /= 2.0
+                for name in ("equilibration", "block_steps", "sample_every"):
+                    options[name] *= 2
+            blocks = box.thermostatted_run(seeds=(int(seeds[0]), int(seeds[1])), **options)
             Q = box.rotation
             sigmas = -np.einsum("ai,kij,bj->kab", Q, blocks, Q)
             values = self._output(sigmas, F)
@@ -301,8 +352,6 @@ class MDStressModel(MicroModel):
                 "pressure": np.array(pressures.mean()),
                 "pressure_standard_error": np.array(pressures.std(ddof=1) / np.sqrt(m)),
             }
-        self.solves += 1
-        self.md_seconds += time.perf_counter() - start
         return out
 
     def respond(self, solutions, inputs, parameters=None) -> MicroResponse:
