@@ -83,6 +83,8 @@ class TemperatureGrid(MicroModel):
         self.model = model
         self.resolution = float(resolution)
         self.seed = model.seed
+        # The wrapped model's failure remedies (a retry's context.remedy reaches its solve).
+        self.remedies = tuple(model.remedies)
         self._nodes: dict[int, dict[str, np.ndarray]] = {}
         self.node_solves = 0
 
