@@ -11,3 +11,21 @@ def _collect_and_sync():
     yield
     gc.collect()
     MPI.COMM_WORLD.barrier()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cell_cache(tmp_path_factory):
+    """The CLI's cell cache goes to a folder of this test session, not the user's home.
+
+    Under mpirun every rank must use the same folder (the cache is shared between ranks), so
+    rank 0 makes it and broadcasts its name. A cache chosen by the caller is kept.
+    """
+    import os
+
+    if "HMM_FEM_CELL_CACHE" in os.environ:
+        yield
+        return
+    folder = str(tmp_path_factory.mktemp("cells")) if MPI.COMM_WORLD.rank == 0 else None
+    os.environ["HMM_FEM_CELL_CACHE"] = MPI.COMM_WORLD.bcast(folder, root=0)
+    yield
+    del os.environ["HMM_FEM_CELL_CACHE"]
