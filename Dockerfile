@@ -23,6 +23,7 @@ ENV OMPI_ALLOW_RUN_AS_ROOT=1 \
     OMPI_MCA_pml=ob1 \
     OMPI_MCA_btl=self,sm \
     OMPI_MCA_osc=^ucx \
+    UCX_MEM_EVENTS=no \
     PIP_BREAK_SYSTEM_PACKAGES=1
 
 COPY . /opt/hmm-fem
