@@ -497,7 +497,7 @@ class Dispatcher:
         try:
             for name, array in {**inputs, **parameters}.items():
                 array = np.asarray(array, dtype=np.float64)
-                bad = ~np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+                bad = ~np.isfinite(array.reshape(len(array), -1 if array.size else 0)).all(axis=1)
                 if bad.any():
                     i = int(np.flatnonzero(bad)[0])
                     raise MicroSolveError(
@@ -506,7 +506,8 @@ class Dispatcher:
                         "the macro iterate diverged or a field is undefined there"
                     )
             states = np.asarray(model.micro_state(inputs, parameters), dtype=np.float64)
-            states = states.reshape(states.shape[0], -1)
+            # (not -1: a worker without points has 0 rows)
+            states = states.reshape(states.shape[0], int(np.prod(states.shape[1:], dtype=int)))
             n = states.shape[0]
             ids = self._default_point_ids(n) if point_ids is None else np.asarray(point_ids)
             ids = ids.astype(np.int64).reshape(-1)
@@ -665,6 +666,8 @@ class Dispatcher:
             }
         else:
             solutions = {}
+        if self.workers is not None and self.workers.is_worker:
+            return None  # a dedicated worker has no points to answer
         return model.respond(solutions, inputs, parameters)
 
     def _solve_keys(self, indices, global_keys, global_states, global_ids, width):

@@ -281,14 +281,18 @@ class MicroWorkers:
         if self.macro_comm.rank == 0:
             empty = {k: np.asarray(v)[:0] for k, v in (inputs or {}).items()}
             no_parameters = {k: np.asarray(v)[:0] for k, v in (parameters or {}).items()}
-            message = (command, dispatcher.clock, empty, no_parameters, ids)
+            # The macro side's settings rule: the workers solve what it would solve.
+            settings = (dispatcher.failure_policy, dispatcher.state_tolerance)
+            message = (command, dispatcher.clock, empty, no_parameters, ids, settings)
         self.comm.bcast(message, root=0)
 
     def serve(self, dispatcher) -> int:
         """Take part in every call of the macro ranks until :meth:`stop` (workers only).
 
-        A micro failure that the macro ranks see as an exception (the same one on every
-        rank) is theirs to handle: the worker goes on serving.
+        Every call brings the macro side's clock, failure policy and state tolerance (the
+        worker's own dispatcher settings are replaced by them). A micro failure that the
+        macro ranks see as an exception (the same one on every rank) is theirs to handle:
+        the worker goes on serving.
 
         Returns:
             The number of evaluations served.
@@ -299,10 +303,14 @@ class MicroWorkers:
             raise ValueError("serve(dispatcher): the dispatcher was made with other workers")
         served = 0
         while True:
-            command, clock, inputs, parameters, ids = self.comm.bcast(None, root=0)
+            command, clock, inputs, parameters, ids, settings = self.comm.bcast(None, root=0)
             if command == "stop":
                 return served
             dispatcher.clock = clock
+            policy, dispatcher.state_tolerance = settings
+            if policy != dispatcher.failure_policy:
+                dispatcher.failure_policy = policy
+                dispatcher._remedies = policy.remedy_sequence(dispatcher.model)
             try:
                 if command == "evaluate":
                     dispatcher.evaluate(
@@ -322,5 +330,5 @@ class MicroWorkers:
         """Release the workers (macro ranks; collective over :attr:`comm`)."""
         if self.is_worker:
             return
-        message = ("stop", None, None, None, False) if self.macro_comm.rank == 0 else None
+        message = ("stop", None, None, None, False, None) if self.macro_comm.rank == 0 else None
         self.comm.bcast(message, root=0)
