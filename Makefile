@@ -53,6 +53,7 @@ bench:
 	$(RUN) python3 benchmarks/md_micro.py
 	$(RUN) python3 benchmarks/transient_micro.py
 	$(RUN) python3 benchmarks/peers.py
+	$(RUN) python3 benchmarks/scaling.py
 
 docs:
 	$(RUN) bash -c 'set -e; $(CHECK_PARAVIEW); $(SPHINX)'

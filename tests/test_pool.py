@@ -278,3 +278,44 @@ def test_a_failed_solve_on_a_worker_aborts_the_macro_ranks_and_the_worker_serves
     response = dispatcher.evaluate({"x": s}, {"s": s})
     assert np.array_equal(response.value, np.sin(s) * s)
     workers.stop()
+
+
+@pytest.mark.mpi
+def test_fe2_heat_with_a_dedicated_worker_equals_the_serial_solve():
+    comm = MPI.COMM_WORLD
+    if comm.size != 2:
+        pytest.skip("1 macro rank + 1 worker: needs 2 ranks")
+    from dolfinx import mesh
+
+    from hmm_fem import cells
+    from hmm_fem.cells import ConductivityModel, LinearLaw
+    from hmm_fem.macro import SteadyHeat
+
+    workers = MicroWorkers(comm, workers=1)
+    cell = cells.square(0.4, mesh_size=0.15)
+    model = ConductivityModel(cell, {"matrix": LinearLaw(1.0, 0.5), "inclusion": 10.0})
+    everywhere = [(lambda x: np.full(x.shape[1], True), 0.0)]
+    if workers.is_worker:
+        dispatcher = Dispatcher(model, comm, strategy="pool", workers=workers)
+        assert workers.serve(dispatcher) >= 3  # the Newton iterations
+        assert dispatcher.statistics.micro_solves > 1  # T-dependent: a cell per state
+        return
+    heat = SteadyHeat(
+        mesh.create_unit_square(workers.macro_comm, 3, 3),
+        model,
+        source=10.0,
+        dirichlet=everywhere,
+        comm=comm,
+        strategy="pool",
+        workers=workers,
+    )
+    try:
+        heat.solve()
+    finally:
+        workers.stop()
+    assert heat.statistics.micro_solves == 0  # the macro rank solved no cell
+    alone = SteadyHeat(
+        mesh.create_unit_square(MPI.COMM_SELF, 3, 3), model, source=10.0, dirichlet=everywhere
+    )
+    alone.solve()
+    assert np.array_equal(alone.T.x.array, heat.T.x.array)
