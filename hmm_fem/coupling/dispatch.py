@@ -12,7 +12,9 @@ Every rank holds the macro points of its own cells. A call to
 2. the missing keys of all ranks are gathered (a few floats each) and made unique, so a
    key needed on both ranks is solved once; the sorted keys are dealt to the ranks in
    contiguous blocks, solved on ``MPI.COMM_SELF``, and the results (small arrays, and the
-   updated histories) are shared;
+   updated histories) are shared (``strategy="blocks"``, the default); or, with
+   ``strategy="pool"``, taken one by one from a shared MPI counter and sent only to the
+   ranks that need them (:mod:`hmm_fem.coupling.pool`, also for dedicated worker ranks);
 3. every rank answers its points from the cache, vectorised, and records the updated
    histories of its points as trial (see :mod:`hmm_fem.micro.history`).
 
