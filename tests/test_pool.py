@@ -319,3 +319,20 @@ def test_fe2_heat_with_a_dedicated_worker_equals_the_serial_solve():
     )
     alone.solve()
     assert np.array_equal(alone.T.x.array, heat.T.x.array)
+
+
+@pytest.mark.mpi
+def test_a_checkpoint_with_dedicated_workers_is_refused_not_hung():
+    comm = MPI.COMM_WORLD
+    if comm.size != 2:
+        pytest.skip("1 macro rank + 1 worker: needs 2 ranks")
+    workers = MicroWorkers(comm, workers=1)
+    dispatcher = Dispatcher(Hardening(), comm, strategy="pool", workers=workers)
+    if workers.is_worker:
+        assert workers.serve(dispatcher) == 0
+        return
+    try:
+        with pytest.raises(NotImplementedError, match="dedicated micro workers"):
+            dispatcher.export_state()
+    finally:
+        workers.stop()

@@ -350,6 +350,7 @@ class Dispatcher:
         See :mod:`hmm_fem.micro.history` for the format; returns the path.
         """
         self._require_history()
+        self._refuse_with_workers("save_history (a checkpoint)")
         return self.history.save(path)
 
     def load_history(self, path: str | os.PathLike, point_ids: np.ndarray) -> None:
@@ -378,6 +379,7 @@ class Dispatcher:
             bytes), ``results`` (their result dicts), ``codes`` (the updated history's code
             of each, or None) and ``failure_log`` (a list of str); oldest cache entry first.
         """
+        self._refuse_with_workers("export_state (a checkpoint)")
         keys, results, codes = [], [], []
         items = self._cache.items()
         if self.strategy == "pool":
@@ -422,6 +424,14 @@ class Dispatcher:
             self._cache.popitem(last=False)
         self.failure_log = list(failure_log)[-1000:]
         return len(self._cache)
+
+    def _refuse_with_workers(self, what: str) -> None:
+        if self.workers is not None:
+            raise NotImplementedError(
+                f"{what} with dedicated micro workers (MicroWorkers) is not supported yet: the "
+                "workers would not take part in its collective calls. Checkpoint a run whose "
+                'ranks are all macro ranks (strategy="pool" without workers, or "blocks")'
+            )
 
     def _require_history(self) -> None:
         if self.history is None:
