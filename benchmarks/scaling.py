@@ -137,7 +137,7 @@ def run_case():
         "busy": busy.tolist(),
         "solves": solves,
         "micro_solves": report.statistics.micro_solves,
-        "cache_entries": comm.allgather(len(dispatcher._cache)),
+        "cache_entries": comm.allgather(dispatcher.num_cached),
         "cache_bytes": comm.allgather(cache_nbytes(dispatcher)),
         "T_median": float(np.median(T_points)),
         "T_norm": float(np.linalg.norm(T_points)),

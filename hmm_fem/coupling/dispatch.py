@@ -463,6 +463,11 @@ class Dispatcher:
 
         return tqdm(total=total, desc="micro solves", unit="solve", leave=False)
 
+    @property
+    def num_cached(self) -> int:
+        """Number of solved states in this rank's cache (with ``"pool"``: its points' only)."""
+        return len(self._cache)
+
     def clear(self) -> None:
         """Forget every cached solve (histories are kept)."""
         self._cache.clear()
