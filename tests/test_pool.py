@@ -336,3 +336,49 @@ def test_a_checkpoint_with_dedicated_workers_is_refused_not_hung():
             dispatcher.export_state()
     finally:
         workers.stop()
+
+
+class Smooth(MicroModel):
+    """``v = sin(s)``, no memory, counting its solves."""
+
+    inputs = {"x": ()}
+    parameters = ("s",)
+    state_names = ("s",)
+
+    def __init__(self):
+        self.solves = 0
+
+    def micro_state(self, inputs, parameters):
+        return np.asarray(parameters["s"]).reshape(-1, 1)
+
+    def solve(self, state, context):
+        self.solves += 1
+        return {"v": np.array(np.sin(state[0]))}
+
+    def respond(self, solutions, inputs, parameters):
+        x = np.asarray(inputs["x"])
+        return MicroResponse(solutions["v"] * x, {"x": solutions["v"]}, dict(solutions))
+
+
+@pytest.mark.mpi
+def test_an_imported_cache_is_dealt_over_the_ranks_and_still_serves_every_state():
+    comm = MPI.COMM_WORLD
+    if comm.size != 2:
+        pytest.skip("needs 2 ranks")
+    n = 20
+    s = np.linspace(0.0, 1.0, n)
+    mine = slice(comm.rank, None, comm.size)
+    inputs, parameters = {"x": s[mine]}, {"s": s[mine]}
+    first = Dispatcher(Smooth(), comm, strategy="pool")
+    reference = first.evaluate(inputs, parameters)
+    state = first.export_state()
+    assert len(state["keys"]) == n
+    model = Smooth()
+    restarted = Dispatcher(model, comm, strategy="pool")
+    kept = restarted.import_state(**state)
+    assert kept == n // 2 and comm.allreduce(kept) == n  # dealt, not replicated
+    # Half of this rank's states are cached on the other rank: sent, not solved.
+    response = restarted.evaluate(inputs, parameters)
+    assert comm.allreduce(model.solves) == 0
+    assert np.array_equal(response.value, reference.value)
+    assert restarted.statistics.total(comm).cache_hits == n

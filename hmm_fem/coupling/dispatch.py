@@ -400,10 +400,13 @@ class Dispatcher:
         """Restore what :meth:`export_state` gave (after :meth:`load_history`, if any).
 
         Cache entries whose updated history no rank holds any more are dropped, as
-        :meth:`commit` would have done.
+        :meth:`commit` would have done. With ``strategy="pool"`` the entries are dealt
+        round-robin over the ranks (entry ``i`` to rank ``i % size``), so a restart does
+        not hold every result on every rank; a rank that needs another's entry gets it
+        sent (as a cache hit), not solved again.
 
         Returns:
-            The number of cache entries restored.
+            The number of cache entries restored on this rank.
 
         Raises:
             ValueError: If the lists differ in length.
@@ -415,7 +418,10 @@ class Dispatcher:
             )
         self.clock = dataclasses.replace(clock)
         self._cache.clear()
-        for key, result, code in zip(keys, results, codes):
+        deal = self.strategy == "pool" and self.comm.size > 1
+        for i, (key, result, code) in enumerate(zip(keys, results, codes)):
+            if deal and i % self.comm.size != self.comm.rank:
+                continue
             code = None if code is None else np.asarray(code, dtype=np.float64)
             if code is not None and (self.history is None or not self._held(code)):
                 continue
