@@ -57,6 +57,7 @@ bench:
 	$(RUN) python3 benchmarks/time_to_accuracy.py
 	$(RUN) python3 benchmarks/cli_start.py
 	$(RUN) python3 benchmarks/remedies.py
+	$(RUN) python3 benchmarks/scaling.py
 
 docs:
 	$(RUN) bash -c 'set -e; $(CHECK_PARAVIEW); $(SPHINX)'

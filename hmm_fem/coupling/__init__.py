@@ -3,6 +3,7 @@
 from .dispatch import Dispatcher, MacroClock, MicroStatistics
 from .failure import FailurePolicy, MicroFailureError, MicroTimeoutError
 from .operator import MicroCoupling, coupling_of, effective_flux, micro_operator
+from .pool import MicroWorkers
 from .problem import (
     DEFAULT_NOISE_FACTOR,
     DEFAULT_SNES_OPTIONS,
@@ -15,6 +16,7 @@ __all__ = [
     "Dispatcher",
     "MacroClock",
     "MicroStatistics",
+    "MicroWorkers",
     "FailurePolicy",
     "MicroFailureError",
     "MicroTimeoutError",

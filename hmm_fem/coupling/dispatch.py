@@ -12,7 +12,9 @@ Every rank holds the macro points of its own cells. A call to
 2. the missing keys of all ranks are gathered (a few floats each) and made unique, so a
    key needed on both ranks is solved once; the sorted keys are dealt to the ranks in
    contiguous blocks, solved on ``MPI.COMM_SELF``, and the results (small arrays, and the
-   updated histories) are shared;
+   updated histories) are shared (``strategy="blocks"``, the default); or, with
+   ``strategy="pool"``, taken one by one from a shared MPI counter and sent only to the
+   ranks that need them (:mod:`hmm_fem.coupling.pool`, also for dedicated worker ranks);
 3. every rank answers its points from the cache, vectorised, and records the updated
    histories of its points as trial (see :mod:`hmm_fem.micro.history`).
 
@@ -42,6 +44,7 @@ from mpi4py import MPI
 
 from ..micro.history import HistoryStore
 from ..micro.protocol import HISTORY_KEY, MicroModel, MicroResponse, MicroSolveError, SolveContext
+from . import pool as _pool
 from .failure import (
     FailurePolicy,
     MicroFailureError,
@@ -214,6 +217,17 @@ class Dispatcher:
         failure_policy: What a failed solve leads to (retries, substitution, abort past a
             failure fraction, timeout); default ``FailurePolicy()``: abort at the
             first failure.
+        strategy: How the distinct missing states are dealt to the ranks: ``"blocks"``
+            (the default: contiguous blocks of the sorted keys, every result shared with
+            every rank) or ``"pool"`` (a dynamic pool: the ranks take the next state from
+            a shared MPI counter, so a rank with costly states takes fewer; results go
+            only to the ranks whose points need them). See :mod:`hmm_fem.coupling.pool`.
+            ``None``: the environment variable ``HMM_FEM_DISPATCH_STRATEGY``, else
+            ``"blocks"``.
+        workers: Dedicated micro worker ranks (:class:`~hmm_fem.coupling.pool.MicroWorkers`,
+            MPMD): ``comm`` must then be ``workers.comm``, the macro ranks call the
+            dispatcher as usual and the worker ranks call ``workers.serve(dispatcher)``.
+            Needs ``strategy="pool"``.
 
     Attributes:
         clock: The :class:`MacroClock` (time, time step, step, iteration) the macro solver
@@ -236,14 +250,40 @@ class Dispatcher:
         cache_size: int = 1_000_000,
         progress: bool | None = None,
         failure_policy: FailurePolicy | None = None,
+        strategy: str | None = None,
+        workers: _pool.MicroWorkers | None = None,
     ):
         tolerance = np.asarray(state_tolerance, dtype=np.float64)
         if np.any(tolerance < 0) or not np.all(np.isfinite(tolerance)):
             raise ValueError(f"state_tolerance must be finite and >= 0, got {state_tolerance}")
         if int(cache_size) < 1:
             raise ValueError(f"cache_size must be >= 1, got {cache_size}")
+        if strategy is None:
+            strategy = os.environ.get("HMM_FEM_DISPATCH_STRATEGY", "blocks")
+        if strategy not in _pool.STRATEGIES:
+            raise ValueError(
+                f"strategy must be one of {', '.join(map(repr, _pool.STRATEGIES))}, got "
+                f"{strategy!r}"
+            )
+        if workers is not None:
+            if strategy != "pool":
+                raise ValueError(
+                    f'dedicated micro workers (workers=...) need strategy="pool", got {strategy!r}'
+                )
+            if workers.comm is not comm and MPI.Comm.Compare(workers.comm, comm) not in (
+                MPI.IDENT,
+                MPI.CONGRUENT,
+            ):
+                raise ValueError(
+                    "with dedicated micro workers the dispatcher's comm must be workers.comm "
+                    "(macro and worker ranks); the macro problem itself runs on "
+                    "workers.macro_comm"
+                )
         self.model = model
         self.comm = comm
+        self.strategy = strategy
+        self.workers = workers
+        self._counter = _pool.SharedCounter(comm) if strategy == "pool" else None
         self.state_tolerance = tolerance
         self.cache_size = int(cache_size)
         self.progress = progress
@@ -290,6 +330,8 @@ class Dispatcher:
 
     def commit(self) -> None:
         """Accept the step: the trial histories become the committed ones (collective)."""
+        if self.workers is not None:
+            self.workers.announce(self, "commit")
         if self.history is not None:
             self.history.commit()
             # Keys of histories nobody holds any more cannot recur: drop their results.
@@ -298,6 +340,8 @@ class Dispatcher:
 
     def rollback(self) -> None:
         """Cut the step: drop the trial histories, exactly (no solve is redone)."""
+        if self.workers is not None:
+            self.workers.announce(self, "rollback")
         if self.history is not None:
             self.history.rollback()
 
@@ -310,6 +354,7 @@ class Dispatcher:
         See :mod:`hmm_fem.micro.history` for the format; returns the path.
         """
         self._require_history()
+        self._refuse_with_workers("save_history (a checkpoint)")
         return self.history.save(path)
 
     def load_history(self, path: str | os.PathLike, point_ids: np.ndarray) -> None:
@@ -327,17 +372,23 @@ class Dispatcher:
     def export_state(self) -> dict:
         """What a restart needs besides the histories: the clock, the cache, the failure log.
 
-        The cache is the same on every rank (results are shared), so any rank's export is
-        the whole cache. Call it between steps (after :meth:`commit`); see
-        :mod:`hmm_fem.io.checkpoint` for the file format.
+        With ``strategy="blocks"`` the cache is the same on every rank (results are shared),
+        so any rank's export is the whole cache. With ``"pool"`` every rank holds only the
+        results its points needed: the export is then collective and gathers the union
+        of the ranks' caches (this rank's entries first). Call it between steps (after
+        :meth:`commit`) on every rank; see :mod:`hmm_fem.io.checkpoint` for the file format.
 
         Returns:
             A dict: ``clock`` (a copy of the :class:`MacroClock`), ``keys`` (the cache keys,
             bytes), ``results`` (their result dicts), ``codes`` (the updated history's code
             of each, or None) and ``failure_log`` (a list of str); oldest cache entry first.
         """
+        self._refuse_with_workers("export_state (a checkpoint)")
         keys, results, codes = [], [], []
-        for key, (result, code) in self._cache.items():
+        items = self._cache.items()
+        if self.strategy == "pool":
+            items = _pool.union_of_caches(self).items()
+        for key, (result, code) in items:
             keys.append(key)
             results.append(result)
             codes.append(code)
@@ -353,10 +404,13 @@ class Dispatcher:
         """Restore what :meth:`export_state` gave (after :meth:`load_history`, if any).
 
         Cache entries whose updated history no rank holds any more are dropped, as
-        :meth:`commit` would have done.
+        :meth:`commit` would have done. With ``strategy="pool"`` the entries are dealt
+        round-robin over the ranks (entry ``i`` to rank ``i % size``), so a restart does
+        not hold every result on every rank; a rank that needs another's entry gets it
+        sent (as a cache hit), not solved again.
 
         Returns:
-            The number of cache entries restored.
+            The number of cache entries restored on this rank.
 
         Raises:
             ValueError: If the lists differ in length.
@@ -368,7 +422,10 @@ class Dispatcher:
             )
         self.clock = dataclasses.replace(clock)
         self._cache.clear()
-        for key, result, code in zip(keys, results, codes):
+        deal = self.strategy == "pool" and self.comm.size > 1
+        for i, (key, result, code) in enumerate(zip(keys, results, codes)):
+            if deal and i % self.comm.size != self.comm.rank:
+                continue
             code = None if code is None else np.asarray(code, dtype=np.float64)
             if code is not None and (self.history is None or not self._held(code)):
                 continue
@@ -377,6 +434,14 @@ class Dispatcher:
             self._cache.popitem(last=False)
         self.failure_log = list(failure_log)[-1000:]
         return len(self._cache)
+
+    def _refuse_with_workers(self, what: str) -> None:
+        if self.workers is not None:
+            raise NotImplementedError(
+                f"{what} with dedicated micro workers (MicroWorkers) is not supported yet: the "
+                "workers would not take part in its collective calls. Checkpoint a run whose "
+                'ranks are all macro ranks (strategy="pool" without workers, or "blocks")'
+            )
 
     def _require_history(self) -> None:
         if self.history is None:
@@ -407,6 +472,11 @@ class Dispatcher:
         from tqdm import tqdm
 
         return tqdm(total=total, desc="micro solves", unit="solve", leave=False)
+
+    @property
+    def num_cached(self) -> int:
+        """Number of solved states in this rank's cache (with ``"pool"``: its points' only)."""
+        return len(self._cache)
 
     def clear(self) -> None:
         """Forget every cached solve (histories are kept)."""
@@ -440,6 +510,8 @@ class Dispatcher:
                 the message names the point and the state.
         """
         parameters = {} if parameters is None else dict(parameters)
+        if self.workers is not None:
+            self.workers.announce(self, "evaluate", inputs, parameters, ids=point_ids is not None)
         describe = describe_point or (lambda i: f"point {i}")
         comm = self.comm
         model = self.model
@@ -452,7 +524,7 @@ class Dispatcher:
         try:
             for name, array in {**inputs, **parameters}.items():
                 array = np.asarray(array, dtype=np.float64)
-                bad = ~np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+                bad = ~np.isfinite(array.reshape(len(array), -1 if array.size else 0)).all(axis=1)
                 if bad.any():
                     i = int(np.flatnonzero(bad)[0])
                     raise MicroSolveError(
@@ -461,7 +533,8 @@ class Dispatcher:
                         "the macro iterate diverged or a field is undefined there"
                     )
             states = np.asarray(model.micro_state(inputs, parameters), dtype=np.float64)
-            states = states.reshape(states.shape[0], -1)
+            # (not -1: a worker without points has 0 rows)
+            states = states.reshape(states.shape[0], int(np.prod(states.shape[1:], dtype=int)))
             n = states.shape[0]
             ids = self._default_point_ids(n) if point_ids is None else np.asarray(point_ids)
             ids = ids.astype(np.int64).reshape(-1)
@@ -524,67 +597,33 @@ class Dispatcher:
         # Solve at the grid value: the result depends on the key only, so it is the same
         # whichever point (or rank) met the state first.
         global_states = self._grid_states(global_keys[:, :width], global_states)
-        # Contiguous blocks of the sorted keys: neighbouring (nearly equal) states stay on
-        # one rank, where the cell can reuse or warm-start from the previous solve.
-        bounds = np.linspace(0, len(global_keys), comm.size + 1).astype(int)
-        mine = range(bounds[comm.rank], bounds[comm.rank + 1])
         policy = self.failure_policy
-        plain = policy.retries == 0 and policy.timeout is None
-        solved: list[tuple[bytes, dict, dict | None]] = []
-        failed_here: list[tuple[bytes, np.ndarray, str]] = []
-        bar = self._progress_bar(len(mine))
-        start = time.perf_counter()
-        for g in mine:
-            try:
-                context = self._context(global_keys[g], width, int(global_ids[g]))
-            except Exception as exc:  # noqa: BLE001 - reported collectively below
-                failed_here.append(
-                    (global_keys[g].tobytes(), global_states[g], f"{type(exc).__name__}: {exc}")
-                )
-                break
-            if plain:
-                # One attempt, no clock: the common case costs no more than before the policy.
-                try:
-                    result, new_history = self._attempt(global_states[g], context)
-                except Exception as exc:  # noqa: BLE001 - reported collectively below
-                    self.statistics.failures += 1
-                    failed_here.append(
-                        (global_keys[g].tobytes(), global_states[g], f"{type(exc).__name__}: {exc}")
-                    )
-                    if not policy.substitute:
-                        break
-                    continue
-                solved.append((global_keys[g].tobytes(), result, new_history))
-                if bar is not None:
-                    bar.update()
-                continue
-            outcome = solve_with_retries(
-                lambda ctx, g=g: self._attempt(global_states[g], ctx),
-                context,
-                policy,
-                self._remedies,
+        if self.strategy == "pool":
+            # Dealt dynamically (hmm_fem.coupling.pool); results go to their requesters.
+            row_rank = np.repeat(np.arange(comm.size), [len(g[0]) for g in gathered])
+            requesters = (
+                _pool.requesters_of(back, row_rank, len(global_keys)) if len(all_keys) else []
             )
-            self.statistics.failures += len(outcome.reasons)
-            self.statistics.retries += outcome.attempts - 1
-            self.statistics.timeouts += outcome.timeouts
-            if outcome.failed:
-                failed_here.append(
-                    (global_keys[g].tobytes(), global_states[g], "; ".join(outcome.reasons))
-                )
-                if not policy.substitute:
-                    break
-                continue
-            result, new_history = outcome.result
-            solved.append((global_keys[g].tobytes(), result, new_history))
-            if bar is not None:
-                bar.update()
-        if bar is not None:
-            bar.close()
-        self.statistics.micro_seconds += time.perf_counter() - start
-        self.statistics.micro_solves += len(solved)
+            holder, tasks = _pool.served_from_caches(self, global_keys)
+            solved, failed_here = _pool.solve_dynamic(
+                self, tasks, global_keys, global_states, global_ids, width
+            )
+        else:
+            # Contiguous blocks of the sorted keys: neighbouring (nearly equal) states stay
+            # on one rank, where the cell can reuse or warm-start from the previous solve.
+            bounds = np.linspace(0, len(global_keys), comm.size + 1).astype(int)
+            solved, failed_here = self._solve_keys(
+                range(bounds[comm.rank], bounds[comm.rank + 1]),
+                global_keys,
+                global_states,
+                global_ids,
+                width,
+            )
 
         failures = comm.allgather(failed_here) if comm.size > 1 else [failed_here]
-        failures = [f for part in failures for f in part]
+        # In the order of the sorted global keys, whichever rank solved them.
+        failures = sorted((f for part in failures for f in part), key=lambda f: f[0])
+        failures = [f[1:] for f in failures]
         if failures:
             self._log_failures(failures, model.state_names, policy.substitute)
             where_first = self._where(failures[0][0], key_bytes, inverse, describe)
@@ -597,13 +636,27 @@ class Dispatcher:
                 )
 
         # 3. Share the results, fill the cache, answer the local points.
-        everything = comm.allgather(solved) if comm.size > 1 else [solved]
-        for part in everything:
-            for kb, result, new_history in part:
-                code = None
-                if new_history is not None:
-                    code = self.history.add(new_history, "an updated history")
-                self._cache[kb] = (result, code)
+        if self.strategy == "pool":
+            entries, served = _pool.share_by_requester(
+                self, solved, holder, requesters, global_keys
+            )
+            # Keys another rank had cached: hits, as with the shared cache of "blocks".
+            self.statistics.cache_hits += served
+        else:
+            everything = comm.allgather(solved) if comm.size > 1 else [solved]
+            entries = [
+                (
+                    kb,
+                    result,
+                    None
+                    if new_history is None
+                    else self.history.add(new_history, "an updated history"),
+                )
+                for part in everything
+                for _, kb, result, new_history in part
+            ]
+        for kb, result, code in entries:
+            self._cache[kb] = (result, code)
         substituted: dict[bytes, tuple[dict, np.ndarray | None]] = {}
         if failures:
             substituted = self._substitute_failures(
@@ -642,7 +695,74 @@ class Dispatcher:
             }
         else:
             solutions = {}
+        if self.workers is not None and self.workers.is_worker:
+            return None  # a dedicated worker has no points to answer
         return model.respond(solutions, inputs, parameters)
+
+    def _solve_keys(self, indices, global_keys, global_states, global_ids, width):
+        """Solve the global keys ``indices`` here, in that order (an iterable of ints).
+
+        Returns:
+            ``solved``: ``(g, key bytes, result, updated history or None)`` per solved key;
+            ``failed``: ``(g, key bytes, state, reason)`` per failed key. Without
+            substitution the loop stops at the first failure, and the ``indices`` iterator
+            is told so by ``indices.stop_claims()`` if it has that method (the dynamic pool).
+        """
+        policy = self.failure_policy
+        plain = policy.retries == 0 and policy.timeout is None
+        solved: list[tuple[int, bytes, dict, dict | None]] = []
+        failed_here: list[tuple[int, bytes, np.ndarray, str]] = []
+        total = len(indices) if hasattr(indices, "__len__") else len(global_keys)
+        bar = self._progress_bar(total)
+        start = time.perf_counter()
+        stop = getattr(indices, "stop_claims", lambda: None)
+        for g in indices:
+            kb = global_keys[g].tobytes()
+            try:
+                context = self._context(global_keys[g], width, int(global_ids[g]))
+            except Exception as exc:  # noqa: BLE001 - reported collectively below
+                failed_here.append((g, kb, global_states[g], f"{type(exc).__name__}: {exc}"))
+                stop()
+                break
+            if plain:
+                # One attempt, no clock: the common case costs no more than before the policy.
+                try:
+                    result, new_history = self._attempt(global_states[g], context)
+                except Exception as exc:  # noqa: BLE001 - reported collectively below
+                    self.statistics.failures += 1
+                    failed_here.append((g, kb, global_states[g], f"{type(exc).__name__}: {exc}"))
+                    if not policy.substitute:
+                        stop()
+                        break
+                    continue
+                solved.append((g, kb, result, new_history))
+                if bar is not None:
+                    bar.update()
+                continue
+            outcome = solve_with_retries(
+                lambda ctx, g=g: self._attempt(global_states[g], ctx),
+                context,
+                policy,
+                self._remedies,
+            )
+            self.statistics.failures += len(outcome.reasons)
+            self.statistics.retries += outcome.attempts - 1
+            self.statistics.timeouts += outcome.timeouts
+            if outcome.failed:
+                failed_here.append((g, kb, global_states[g], "; ".join(outcome.reasons)))
+                if not policy.substitute:
+                    stop()
+                    break
+                continue
+            result, new_history = outcome.result
+            solved.append((g, kb, result, new_history))
+            if bar is not None:
+                bar.update()
+        if bar is not None:
+            bar.close()
+        self.statistics.micro_seconds += time.perf_counter() - start
+        self.statistics.micro_solves += len(solved)
+        return solved, failed_here
 
     def _attempt(self, state: np.ndarray, context: SolveContext):
         """One solve: its checked, finite result and its updated history (or raise)."""
@@ -724,6 +844,11 @@ class Dispatcher:
             )
         error = None
         substituted: dict[bytes, tuple[dict, np.ndarray | None]] = {}
+        own_cache = self._cache
+        if self.strategy == "pool":
+            # Every rank interpolates from the same states: the union of the ranks' caches
+            # (gathered for the substitution only), as the shared cache of "blocks".
+            self._cache = _pool.union_of_caches(self)
         try:
             substituted = self._interpolate_failed(failures, width)
         except MicroFailureError as exc:
@@ -736,6 +861,8 @@ class Dispatcher:
                 f"substitution of {len(failures)} failed micro states failed: "
                 f"{type(exc).__name__}: {exc}. First failure: {first}"
             )
+        finally:
+            self._cache = own_cache
         self._raise_if_any(error, MicroFailureError)
         self.statistics.substitutions += len(failed_here)
         if comm.rank == 0 and self._warned_step != self.clock.step:

@@ -305,6 +305,8 @@ def micro_operator(
     cache_size: int = 1_000_000,
     progress: bool | None = None,
     failure_policy: FailurePolicy | None = None,
+    strategy: str | None = None,
+    workers=None,
     name: str = "micro_response",
 ) -> FEMExternalOperator:
     """A UFL expression whose values at the quadrature points come from ``model``.
@@ -322,6 +324,11 @@ def micro_operator(
         progress: See :class:`Dispatcher`.
         failure_policy: What a failed micro solve leads to (see
             :class:`~hmm_fem.coupling.FailurePolicy`; default: abort at the first failure).
+        strategy: How micro solves are dealt to the ranks (``"blocks"`` or ``"pool"``,
+            see :class:`Dispatcher`).
+        workers: Dedicated micro worker ranks (a
+            :class:`~hmm_fem.coupling.pool.MicroWorkers`; then ``comm`` is
+            ``workers.comm`` and the mesh lives on ``workers.macro_comm``).
         name: Name of the operator's coefficient.
 
     Returns:
@@ -334,6 +341,8 @@ def micro_operator(
         cache_size=cache_size,
         progress=progress,
         failure_policy=failure_policy,
+        strategy=strategy,
+        workers=workers,
     )
     coupling = MicroCoupling(model, mesh, operands, parameters or {}, quadrature_degree, dispatcher)
     operator = FEMExternalOperator(
