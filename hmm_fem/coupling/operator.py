@@ -305,6 +305,7 @@ def micro_operator(
     cache_size: int = 1_000_000,
     progress: bool | None = None,
     failure_policy: FailurePolicy | None = None,
+    activation=None,
     name: str = "micro_response",
 ) -> FEMExternalOperator:
     """A UFL expression whose values at the quadrature points come from ``model``.
@@ -322,6 +323,8 @@ def micro_operator(
         progress: See :class:`Dispatcher`.
         failure_policy: What a failed micro solve leads to (see
             :class:`~hmm_fem.coupling.FailurePolicy`; default: abort at the first failure).
+        activation: Which micro states are solved (see :class:`Dispatcher`,
+            :mod:`hmm_fem.coupling.adaptivity`); default: all.
         name: Name of the operator's coefficient.
 
     Returns:
@@ -334,6 +337,7 @@ def micro_operator(
         cache_size=cache_size,
         progress=progress,
         failure_policy=failure_policy,
+        activation=activation,
     )
     coupling = MicroCoupling(model, mesh, operands, parameters or {}, quadrature_degree, dispatcher)
     operator = FEMExternalOperator(

@@ -45,7 +45,8 @@ class SteadyHeat:
         quadrature_degree: Quadrature degree at which the micro model is evaluated.
         initial_temperature: Initial guess (number).
         petsc_options: Extra SNES options.
-        **coupling_options: ``state_tolerance``, ``progress``, ``cache_size``.
+        **coupling_options: ``state_tolerance``, ``progress``, ``cache_size``,
+            ``failure_policy``, ``activation`` (see :class:`hmm_fem.coupling.Dispatcher`).
     """
 
     def __init__(

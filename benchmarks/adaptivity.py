@@ -1,0 +1,216 @@
+"""Benchmark: micro solves at a controlled error on a transient FE² heat front (issue 13).
+
+Macro: ``TransientHeat`` on the unit square (``NX x NX`` cells, one quadrature point per
+triangle), T = 0 at t = 0, the left side held at T = 1: a heat front crosses the plate.
+Micro: a square-array cell whose phases depend on T (matrix ``k = 1 + T``, discs
+``k = 10 (1 - 0.5 T)``: the contrast falls from 10 to 2.5) with the disc fraction a field,
+``f(x, y) = 0.2 + 0.2 y`` (cells built per 0.02 of f): the state is ``(T, f)``.
+
+Runs, each against the full FE² (every distinct state solved, no rounding):
+  * the rounding cache (``state_tolerance`` on T) at a sweep of resolutions;
+  * the preCICE Micro Manager's similarity criterion (``SimilarityActivation``) at a few
+    refining/coarsening constants;
+  * ours (``AdaptiveActivation`` checking K) at tolerances 1e-2, 1e-3, 1e-4;
+  * the Gaussian-process surrogate (``GaussianProcessSurrogate`` wrapping the cell model,
+    checking K) at 1e-3.
+The error is the macro quantity of interest, the temperature field: the largest over the
+steps of ``||T - T_full||_L2 / ||T_full||_L2``.
+
+The last line, ``adaptive/cache solves at 1e-3: X.XX``: our solves at tolerance 1e-3 over
+the solves the rounding cache needs for the same measured error (log-log interpolation
+of the cache's sweep at our measured error; target <= 0.33).
+
+Run: ``docker/run python3 benchmarks/adaptivity.py`` (``--nx``, ``--steps`` to resize).
+"""
+
+import argparse
+import os
+import time
+
+import numpy as np
+import ufl
+from dolfinx import fem, mesh
+from mpi4py import MPI
+
+from hmm_fem import cells
+from hmm_fem.cells import ConductivityModel, LinearLaw
+from hmm_fem.coupling import AdaptiveActivation, SimilarityActivation
+from hmm_fem.macro import TransientHeat
+from hmm_fem.micro.surrogates import GaussianProcessSurrogate
+
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+parser.add_argument("--nx", type=int, default=16, help="macro cells per side (default 16)")
+parser.add_argument("--steps", type=int, default=12, help="time steps (default 12)")
+parser.add_argument("--dt", type=float, default=0.02, help="time step (default 0.02)")
+parser.add_argument("--cell-size", type=float, default=0.08, help="cell mesh size")
+parser.add_argument("--quick", action="store_true", help="a small run (CI smoke test)")
+args = parser.parse_args()
+if args.quick:
+    args.nx, args.steps = 6, 4
+
+comm = MPI.COMM_WORLD
+
+
+def say(*text):
+    if comm.rank == 0:
+        print(*text, flush=True)
+
+
+def make_model(cell_size=args.cell_size):
+    """The micro model: T-dependent phases, the disc fraction a parameter field."""
+    return ConductivityModel(
+        lambda f: cells.square(f, mesh_size=cell_size),
+        {"matrix": LinearLaw(1.0, 1.0), "inclusion": LinearLaw(10.0, -0.5)},
+        parameter_resolution=0.02,
+        dim=2,
+    )
+
+
+def run(model, steps, **options):
+    """The heat front; returns the temperatures per step, the micro solves and seconds."""
+    plate = mesh.create_unit_square(comm, args.nx, args.nx)
+    x = ufl.SpatialCoordinate(plate)
+    heat = TransientHeat(
+        plate,
+        model,
+        dt=args.dt,
+        dirichlet=[(lambda p: np.isclose(p[0], 0.0), 1.0)],
+        parameters={"volume_fraction": 0.2 + 0.2 * x[1]},
+        quadrature_degree=1,
+        **options,
+    )
+    before = heat.statistics.total(comm)
+    start = time.perf_counter()
+    history = []
+    for _ in range(steps):
+        heat.step()
+        history.append(heat.T.x.array.copy())
+    wall = comm.allreduce(time.perf_counter() - start, op=MPI.MAX)
+    stats = heat.statistics.total(comm) - before
+    return heat, history, stats, wall
+
+
+def l2(heat, a):
+    f = fem.Function(heat.V)
+    f.x.array[:] = a
+    return np.sqrt(comm.allreduce(fem.assemble_scalar(fem.form(f * f * ufl.dx)), op=MPI.SUM))
+
+
+def error(heat, history, reference):
+    return max(l2(heat, h - r) / l2(heat, r) for h, r in zip(history, reference))
+
+
+def main():
+    model = make_model()
+    load = os.getloadavg()
+    say(
+        f"# heat front: {args.nx}x{args.nx}x2 cells, {args.steps} steps of {args.dt}, "
+        f"{comm.size} rank(s); load average at start {load[0]:.2f} {load[1]:.2f}"
+    )
+    # Warm-up: build every cell once (gmsh), so that wall times compare solves.
+    run(model, 1)
+    heat, reference, full, wall_full = run(model, args.steps)
+    rows = [("full FE²", "-", full.micro_solves, wall_full, 0.0, "")]
+    say(
+        f"full FE²: {full.micro_solves} micro solves, {full.point_evaluations} point "
+        f"evaluations, {wall_full:.2f} s"
+    )
+
+    cache = []
+    for resolution in (0.1, 0.03, 0.01, 0.003, 0.001, 0.0003):
+        heat, hist, st, wall = run(model, args.steps, state_tolerance=[resolution, 0.0])
+        e = error(heat, hist, reference)
+        cache.append((resolution, st.micro_solves, e))
+        rows.append(("cache", f"dT={resolution:g}", st.micro_solves, wall, e, ""))
+
+    # The preCICE tutorial two-scale-heat-conduction's constants (L2rel, C_r = 0.05,
+    # C_c = 0.2, history 0.1), then absolute distances at a few refining constants.
+    for measure, cr, cc in (
+        ("L2rel", 0.05, 0.2),
+        ("L2", 0.5, 0.2),
+        ("L2", 0.2, 0.2),
+        ("L2", 0.05, 0.2),
+    ):
+        strategy = SimilarityActivation(cr, cc, measure, history_param=0.1)
+        heat, hist, st, wall = run(model, args.steps, activation=strategy)
+        e = error(heat, hist, reference)
+        rows.append(
+            (
+                "Micro Manager",
+                f"{measure} Cr={cr:g} Cc={cc:g}",
+                st.micro_solves,
+                wall,
+                e,
+                f"active {100 * strategy.active_fraction:.0f} % at the end",
+            )
+        )
+
+    ours = {}
+    for tol in (1e-2, 1e-3, 1e-4):
+        strategy = AdaptiveActivation(tol, ["K"], tangents={"K": "dK_dT"}, columns=["T"])
+        heat, hist, st, wall = run(model, args.steps, activation=strategy)
+        e = error(heat, hist, reference)
+        ours[tol] = (st.micro_solves, e)
+        rows.append(
+            (
+                "adaptive (ours)",
+                f"tol={tol:g}",
+                st.micro_solves,
+                wall,
+                e,
+                f"{strategy.statistics.rounds} rounds",
+            )
+        )
+
+    # The surrogate needs a start: with training states all at one T (the first
+    # evaluation: T = 0 everywhere) its linear trend is singular (LinAlgError). Trained on
+    # a 4 x 4 grid over the range met (T in [0, 1], f in [0.2, 0.4]); those 16 solves count.
+    surrogate = GaussianProcessSurrogate(model, 1e-3, entries=["K"], comm=comm)
+    grid = np.array([(t, f) for t in np.linspace(0, 1, 4) for f in np.linspace(0.2, 0.4, 4)])
+    start = time.perf_counter()
+    surrogate.train(grid)
+    wall_train = comm.allreduce(time.perf_counter() - start, op=MPI.MAX)
+    heat, hist, st, wall = run(surrogate, args.steps)
+    e = error(heat, hist, reference)
+    sst = surrogate.statistics.total(comm)
+    rows.append(
+        (
+            "GP surrogate",
+            "tol=0.001",
+            sst.fallbacks + len(grid),
+            wall + wall_train,
+            e,
+            f"{sst.surrogate_answers} surrogate answers, {len(grid)} training solves",
+        )
+    )
+
+    say("")
+    say("| strategy | setting | micro solves | wall s | error of T vs full | note |")
+    say("| --- | --- | ---: | ---: | ---: | --- |")
+    for name, setting, solves, wall, e, note in rows:
+        say(f"| {name} | {setting} | {solves} | {wall:.2f} | {e:.2e} | {note} |")
+    load = os.getloadavg()
+    say(f"# load average at end {load[0]:.2f} {load[1]:.2f}")
+
+    solves, measured = ours[1e-3]
+    say(
+        f"full/adaptive solves at 1e-3: {full.micro_solves / max(solves, 1):.1f} "
+        f"(measured error {measured:.2e})"
+    )
+    # The cache's solves at our measured error: log-log interpolation of its sweep
+    # (errors decrease with the resolution; beyond the sweep: the nearest end).
+    errs = np.array([c[2] for c in cache])
+    counts = np.array([c[1] for c in cache], dtype=float)
+    order = np.argsort(errs)
+    le, lc = np.log(np.maximum(errs[order], 1e-300)), np.log(counts[order])
+    target = np.log(max(measured, 1e-300))
+    if target <= le[0]:
+        cache_solves = counts[order][0]
+        say(f"# our error {measured:.2e} is below every cache resolution's: the finest used")
+    else:
+        cache_solves = float(np.exp(np.interp(target, le, lc)))
+    say(f"cache solves at the same error {measured:.2e}: {cache_solves:.0f}")
+    say(f"adaptive/cache solves at 1e-3: {solves / cache_solves:.2f}")
+
+
+main()
