@@ -11,26 +11,34 @@ points are answered. Two strategies:
 * :class:`SimilarityActivation` (the baseline): the similarity criterion of the preCICE
   Micro Manager, with its refining and coarsening constants.
 
-**Our predictor and indicator.** The solved states form a set ``S`` (rank-identical: the
-dispatcher shares every result). For a state ``x`` the ``k = 2 (s + 1)`` nearest solved
-states (``s`` state columns, a ``scipy.spatial.cKDTree`` in coordinates scaled by the
-range of the states met so far, so ``O(log |S|)`` per query) are fitted by an affine map
-in least squares (per result entry); the prediction is the fit at ``x``. The indicator is
-the largest relative residual of the fit at the neighbours (the Frobenius norm of the
-misfit over the norm of the prediction, the largest over the checked entries), times
-``max(1, (r / w)^2)``: ``r`` the distance from ``x`` to its farthest neighbour, ``w`` the
-largest distance of a neighbour from their centroid. The misfit of an affine fit is the
-second-order term of the map over the neighbourhood, so it estimates the error of the fit
-at a point inside it; the factor carries the second-order term out to ``x`` when ``x``
-lies outside (extrapolation). The fit is not trusted (the state is solved) when fewer than
-``s + 2`` states are solved, when ``x`` is not in the affine span of its neighbours
-(e.g. a volume fraction no solved state has, and no two neighbouring values) or when the
-fit has fewer than two residual degrees of freedom.
+**Our predictors and indicators.** The solved states form a set ``S`` (rank-identical:
+the dispatcher shares every result); neighbours are found with a ``scipy.spatial.cKDTree``
+(``O(log |S|)`` per query, ``O(N log N)`` per evaluation).
+
+* *With the model's tangents* (``tangents={"K": "dK_dT"}``, ``columns=["T"]``; the
+  recommended mode): among the solved states with the same values of the other columns
+  (a volume fraction), a first-order Taylor expansion from the nearest, ``s1`` at
+  distance ``d1``: ``y(s1) + G(s1) (x - s1)``. Indicator: the larger of the second-order
+  bound ``M d1^2 / 2`` (``M`` the largest difference quotient of the tangent over the
+  next neighbours) and the share ``d1 / (d1 + d2)`` of the discrepancy between the
+  predictions from ``s1`` and from the second nearest ``s2``; relative to the norm of
+  the prediction, the largest over the checked entries. Fewer than two solved states
+  on the level: solve.
+* *Without tangents*: the ``k = 2 (s + 1)`` nearest solved states (``s`` state columns,
+  coordinates scaled by the range of the states met) are fitted by an affine map in least
+  squares; the prediction is the fit at ``x``. Indicator: the largest leave-one-out
+  residual of the fit (closed form, ``r_j / (1 - h_jj)``), relative, times
+  ``max(1, (r / w)^2)`` (``r`` the distance from ``x`` to its farthest neighbour, ``w``
+  the largest distance of a neighbour from their centroid: extrapolation). Not trusted
+  (solve) with fewer than ``s + 2`` solved states, when ``x`` is not in the affine span
+  of its neighbours or with fewer than two residual degrees of freedom.
 
 **Which states are solved.** Per evaluation, in rounds: every state whose indicator
 exceeds the tolerance is a candidate; candidates are taken by decreasing indicator (ties
-by the state's order), skipping one within the distance to its nearest solved state of a
-candidate already taken (solving that one will likely answer it); the taken ones are
+by the state's order), skipping one within its radius of a candidate already taken (the
+distance to its nearest solved state; with tangents at most ``sqrt(2 tol norm(y) / M)``,
+where the bound reaches the tolerance): solving that one will likely answer it; the taken
+ones are
 solved (dealt over the ranks, results shared), and the rest is checked again, until every
 state passes. The order, the tree and the cache are the same on every rank, so the
 decisions and the answers do not depend on the number of ranks.
@@ -280,8 +288,8 @@ class AdaptiveActivation(ActivationStrategy):
         entries) is the larger of the second-order bound ``M d1^2 / 2``, with ``M`` the
         largest difference quotient ``norm(G(sj) - G(s1)) / norm(sj - s1)`` over the next
         ``c + 1`` neighbours (``c`` differentiated columns), and the share
-        ``d1^2 / (d1^2 + d2^2)`` of the discrepancy between the predictions from ``s1``
-        and the second nearest ``s2``. Entries without a tangent are copied from ``s1``.
+        ``d1 / (d1 + d2)`` of the discrepancy between the predictions from ``s1`` and the
+        second nearest ``s2`` (at ``d2``). Entries without a tangent are copied from ``s1``.
         """
         q, s = queries.shape
         names = list(Y)
@@ -339,7 +347,9 @@ class AdaptiveActivation(ActivationStrategy):
                 p2 = y[near[:, 1]] + np.einsum("mac,mc->ma", G[near[:, 1]], step2)
                 dsq2 = dist[:, 1] ** 2
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    share = np.where(dsq1 + dsq2 > 0, dsq1 / (dsq1 + dsq2), 0.0)
+                    share = np.where(
+                        dsq1 + dsq2 > 0, np.sqrt(dsq1) / (np.sqrt(dsq1) + np.sqrt(dsq2)), 0.0
+                    )
                 bound = np.maximum(0.5 * quotient * dsq1, np.linalg.norm(p1 - p2, axis=1) * share)
                 worst = np.maximum(worst, _relative_norms(bound[:, None], p1))
                 size = np.linalg.norm(p1, axis=1)
@@ -421,7 +431,11 @@ class AdaptiveActivation(ActivationStrategy):
             predictions[name] = value.reshape(q, *Y[name].shape[1:])
             if name in checked:
                 residual = y - np.einsum("qki,qim->qkm", A, beta)
-                misfit = (np.linalg.norm(residual, axis=2) * loo).max(axis=1)
+                norms = np.linalg.norm(residual, axis=2)
+                misfit = np.where(
+                    np.isfinite(loo), norms * np.where(np.isfinite(loo), loo, 0), np.inf
+                )
+                misfit = misfit.max(axis=1)
                 worst = np.maximum(worst, _relative_norms(misfit[:, None], value))
         indicator = np.where(trusted, worst * factor, np.inf)
         return predictions, indicator, radius
