@@ -72,7 +72,8 @@ def run_smooth(strategy, seed, comm=MPI.COMM_SELF):
     model = Smooth()
     dispatcher = Dispatcher(model, comm, activation=strategy)
     errors, estimates, points = [], [], 0
-    for states in drifting_states(seed):
+    for step, states in enumerate(drifting_states(seed)):
+        dispatcher.set_time(float(step), 1.0)  # the activity accumulates over a step
         response = dispatcher.evaluate({"x": states})
         predicted = response.solutions[ACTIVE_KEY] == 0
         error = relative_errors(model, states, response.solutions["K"])

@@ -55,9 +55,9 @@ or the error of tangents that are not checked (they only steer Newton).
 **Output.** The dispatcher adds three per-point entries to the response's ``solutions``
 (so :func:`~hmm_fem.io.write_heat_fields` writes them as cell fields and
 ``MicroCoupling.cell_averages`` averages them): ``micro_active`` (1: answered by a true
-solve, 0: predicted / copied), ``micro_error_estimate`` (the indicator; 0 where solved)
-and ``micro_seconds`` (the solve time of the point's state in this evaluation, 0 if not
-solved in it).
+solve in the current macro step, 0: predicted / copied in all its evaluations so far),
+``micro_error_estimate`` (the last evaluation's indicator; 0 where solved) and
+``micro_seconds`` (the solve time of the point's states in the step's evaluations).
 
 The strategies serve deterministic models without history and without time dependence
 (whose solve is a function of the state row alone); a failed solve aborts collectively.
@@ -117,6 +117,9 @@ class ActivationStrategy(abc.ABC):
     def __init__(self):
         self.statistics = ActivationStatistics()
         self._fields: dict[bytes, tuple[float, float, float]] = {}
+        self._marks: np.ndarray | None = None
+        self._marks_step: int | None = None
+        self._step_now: int | None = None
 
     def check_model(self, model) -> None:
         """Raise ``ValueError`` for a model whose solve is not a function of its state."""
@@ -157,12 +160,30 @@ class ActivationStrategy(abc.ABC):
         """
 
     def point_fields(self, key_bytes: Sequence[bytes], inverse: np.ndarray) -> dict:
-        """The per-point output entries of the last evaluation (see the module docstring)."""
+        """The per-point output entries (see the module docstring), this rank's points.
+
+        ``micro_active`` and ``micro_seconds`` accumulate over the evaluations of the
+        macro step (a Newton solve): 1 where the point's state was solved in any of them,
+        and the seconds of those solves; ``micro_error_estimate`` is the last evaluation's.
+        """
         rows = np.array(
             [self._fields.get(kb, (1.0, 0.0, 0.0)) for kb in key_bytes], dtype=np.float64
         ).reshape(-1, 3)
         rows = rows[inverse] if len(inverse) else np.zeros((0, 3))
-        return {ACTIVE_KEY: rows[:, 0], ESTIMATE_KEY: rows[:, 1], SECONDS_KEY: rows[:, 2]}
+        if (
+            self._marks is None
+            or self._marks_step != self._step_now
+            or len(self._marks) != len(rows)
+        ):
+            self._marks = np.zeros((len(rows), 2))
+            self._marks_step = self._step_now
+        self._marks[:, 0] = np.maximum(self._marks[:, 0], rows[:, 0])
+        self._marks[:, 1] += rows[:, 2]
+        return {
+            ACTIVE_KEY: self._marks[:, 0].copy(),
+            ESTIMATE_KEY: rows[:, 1],
+            SECONDS_KEY: self._marks[:, 1].copy(),
+        }
 
     # -- shared helpers ------------------------------------------------------------------------
     @staticmethod
@@ -445,6 +466,7 @@ class AdaptiveActivation(ActivationStrategy):
         """Rounds of solves until every missing state's indicator is within the tolerance."""
         self.statistics.evaluations += 1
         self._fields = {}
+        self._step_now = dispatcher.clock.step
         width = states.shape[1] if states.ndim == 2 else 0
         if width == 0:
             raise ValueError(
@@ -663,6 +685,7 @@ class SimilarityActivation(ActivationStrategy):
         """Solve every missing (active) state."""
         self.statistics.evaluations += 1
         self._fields = {}
+        self._step_now = dispatcher.clock.step
         g_keys, g_states, g_ids = self._gather_missing(dispatcher, keys, states, ids)
         if len(g_keys):
             self._solve(dispatcher, g_keys, g_states, g_ids)
