@@ -553,9 +553,8 @@ class SimilarityActivation(ActivationStrategy):
     (``AdaptivityCalculator``: ``_get_similarity_dists``, ``_update_active_sims``,
     ``_check_for_activation``, ``_check_for_deactivation``,
     ``_associate_inactive_to_active``); our own code. Per macro point ``i`` (a "micro
-    simulation") with data ``d_i`` (here its micro state), at every evaluation (the Micro
-    Manager adapts once per time window, on the data the macro side sent; here the data of
-    every Newton iterate of the step, so that the activity follows the iterate):
+    simulation") with data ``d_i`` (here its micro state), once per macro step at its first
+    evaluation (or at every evaluation, ``every_evaluation``):
 
     * similarity distances ``D_ij = exp(-history_param dt) D_ij(last step) + dt m(d_i, d_j)``,
       with
@@ -579,6 +578,9 @@ class SimilarityActivation(ActivationStrategy):
         coarsening_constant: ``C_c`` in ``[0, 1)``.
         similarity_measure: ``"L1"``, ``"L2"``, ``"L1rel"`` or ``"L2rel"``.
         history_param: ``lambda >= 0`` of the exponential history of the distances.
+        every_evaluation: Update the active set at every evaluation (every Newton iterate,
+            the Micro Manager's ``every_implicit_iteration``) instead of once per macro
+            step, at its first evaluation (the default, as the Micro Manager's).
     """
 
     MEASURES = ("L1", "L2", "L1rel", "L2rel")
@@ -589,6 +591,7 @@ class SimilarityActivation(ActivationStrategy):
         coarsening_constant: float,
         similarity_measure: str = "L2rel",
         history_param: float = 0.1,
+        every_evaluation: bool = False,
     ):
         super().__init__()
         if similarity_measure not in self.MEASURES:
@@ -606,6 +609,7 @@ class SimilarityActivation(ActivationStrategy):
         self.coarsening_constant = float(coarsening_constant)
         self.similarity_measure = similarity_measure
         self.history_param = float(history_param)
+        self.every_evaluation = bool(every_evaluation)
         self._ids: np.ndarray | None = None
         self._D: np.ndarray | None = None
         self._D_step: np.ndarray | None = None
@@ -669,12 +673,14 @@ class SimilarityActivation(ActivationStrategy):
         all_ids, all_states, all_keys = all_ids[order], all_states[order], all_keys[order]
         step = dispatcher.clock.step
         if self._ids is None or not np.array_equal(self._ids, all_ids):
-            self._D = self._D_step = None
+            self._D = self._D_step = self._active = None
             self._ids = all_ids
-        if self._step != step:  # a new step: the last distances become the history
+        new_step = self._step != step
+        if new_step:  # a new step: the last distances become the history
             self._D_step = self._D
             self._step = step
-        self._update(all_states, dispatcher.clock.dt)
+        if new_step or self.every_evaluation or self._active is None:
+            self._update(all_states, dispatcher.clock.dt)
         position = np.searchsorted(all_ids, ids)
         source = self._associated[position]
         self._point_active = self._active[position]
