@@ -156,7 +156,7 @@ def finite_strain():
         e = norm(problem, problem.u.x.array - u_full) / norm(full, u_full)
         rows.append((name, setting, solves, wall, e))
 
-    for resolution in (1e-2, 3e-3, 1e-3, 3e-4):
+    for resolution in (1e-2, 3e-3, 1e-3, 3e-4, 1e-5, 1e-6):
         record("cache", f"dH={resolution:g}", state_tolerance=resolution)
     for tol in (1e-2, 1e-3, 1e-4):
         strategy = AdaptiveActivation(tol, ["P"], tangents={"P": "A"})
@@ -286,6 +286,17 @@ def main():
     else:
         cache_solves = float(np.exp(np.interp(target, le, lc)))
     say(f"cache solves at the same error {measured:.2e}: {cache_solves:.0f}")
+    # Other readings, for the record: the cheapest settings whose measured error is <= 1e-3.
+    meets = [c for c in cache if c[2] <= 1e-3]
+    if meets:
+        cheapest = min(meets, key=lambda c: c[1])
+        ours_meeting = min((v[0], t) for t, v in ours.items() if v[1] <= 1e-3)
+        say(
+            f"cheapest cache with error <= 1e-3: dT={cheapest[0]:g}, {cheapest[1]} solves "
+            f"(error {cheapest[2]:.2e}); ours at tol 1e-3 over it: {solves / cheapest[1]:.2f}; "
+            f"cheapest ours with error <= 1e-3 (tol={ours_meeting[1]:g}, {ours_meeting[0]} "
+            f"solves) over it: {ours_meeting[0] / cheapest[1]:.2f}"
+        )
     say(f"adaptive/cache solves at 1e-3: {solves / cache_solves:.2f}")
 
 
