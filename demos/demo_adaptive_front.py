@@ -60,8 +60,8 @@ comm = MPI.COMM_WORLD
 say = print if comm.rank == 0 else (lambda *a, **k: None)
 output = Path(args.output)
 
-n_macro = 8 if args.quick else 20
-steps = 5 if args.quick else 15
+n_macro = 6 if args.quick else 20
+steps = 4 if args.quick else 15
 dt = 0.02
 cell_size = 0.15 if args.quick else 0.08
 tolerance = 1e-3
