@@ -21,7 +21,7 @@ from hmm_fem.coupling import (
 )
 from hmm_fem.coupling.adaptivity import ACTIVE_KEY, ESTIMATE_KEY, SECONDS_KEY
 from hmm_fem.macro import TransientHeat
-from hmm_fem.micro.protocol import MicroModel, MicroResponse
+from hmm_fem.micro.protocol import MicroModel, MicroResponse, MicroSolveError
 
 
 class Smooth(MicroModel):
@@ -255,3 +255,16 @@ def test_heat_front_within_tolerance_with_fewer_solves(cell_model):
     assert active.shape == (coupling.num_owned_cells,)
     assert np.all((active >= 0) & (active <= 1)) and np.all(estimate <= tol)
     assert np.all(coupling.cell_averages(SECONDS_KEY) >= 0)
+
+
+def test_a_failed_solve_names_the_state():
+    class Fails(Smooth):
+        def solve(self, state, context=None):
+            if state[0] > 0.5:
+                raise RuntimeError("cell diverged")
+            return super().solve(state, context)
+
+    dispatcher = Dispatcher(Fails(), MPI.COMM_SELF, activation=tangent_strategy(1e-3))
+    states = np.array([[0.1, 0.0], [0.9, 0.0]])
+    with pytest.raises(MicroSolveError, match=r"state a=0\.9, b=0: RuntimeError: cell diverged"):
+        dispatcher.evaluate({"x": states})
