@@ -255,6 +255,16 @@ def test_heat_front_within_tolerance_with_fewer_solves(cell_model):
     assert active.shape == (coupling.num_owned_cells,)
     assert np.all((active >= 0) & (active <= 1)) and np.all(estimate <= tol)
     assert np.all(coupling.cell_averages(SECONDS_KEY) >= 0)
+    # The predicted K* at the last evaluation against direct cell solves of the same states.
+    solutions = coupling.last_response.solutions
+    predicted = solutions[ACTIVE_KEY] == 0
+    T = coupling.last_inputs["T"][predicted]
+    true = np.array([cell_model.solve(np.array([t]))["K"] for t in T]).reshape(len(T), -1)
+    K = solutions["K"][predicted].reshape(len(T), -1)
+    error = np.linalg.norm(K - true, axis=1) / np.linalg.norm(true, axis=1)
+    worst = comm.allreduce(float(error.max(initial=0.0)), op=MPI.MAX)
+    assert comm.allreduce(len(T), op=MPI.SUM) > 0
+    assert worst <= tol  # measured: 0.54 tol (serial and 2 ranks)
 
 
 def test_a_failed_solve_names_the_state():
