@@ -278,3 +278,21 @@ def test_a_failed_solve_names_the_state():
     states = np.array([[0.1, 0.0], [0.9, 0.0]])
     with pytest.raises(MicroSolveError, match=r"state a=0\.9, b=0: RuntimeError: cell diverged"):
         dispatcher.evaluate({"x": states})
+
+
+@pytest.mark.mpi
+def test_heat_front_same_on_one_and_all_ranks(cell_model):
+    """The adaptive heat front on COMM_WORLD (2 ranks in the MPI run) and on COMM_SELF
+    (the whole plate on every rank): the same micro solves, the same temperature."""
+
+    def strategy():
+        return AdaptiveActivation(1e-3, ["K"], tangents={"K": "dK_dT"}, columns=["T"])
+
+    serial_strategy, parallel_strategy = strategy(), strategy()
+    serial, _ = heat_front(MPI.COMM_SELF, cell_model, activation=serial_strategy)
+    parallel, _ = heat_front(MPI.COMM_WORLD, cell_model, activation=parallel_strategy)
+    assert parallel_strategy.statistics.solves == serial_strategy.statistics.solves
+    assert parallel_strategy.statistics.rounds == serial_strategy.statistics.rounds
+    np.testing.assert_allclose(
+        l2(parallel, parallel.T.x.array), l2(serial, serial.T.x.array), rtol=1e-12
+    )
