@@ -24,7 +24,10 @@ Run: ``docker/run python3 benchmarks/adaptivity.py`` (``--nx``, ``--steps`` to r
 """
 
 import argparse
+import faulthandler
+import gc
 import os
+import signal
 import time
 
 import numpy as np
@@ -51,6 +54,7 @@ if args.quick:
     args.nx, args.steps = 6, 4
 
 comm = MPI.COMM_WORLD
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: where is it?
 
 
 def say(*text):
@@ -68,8 +72,23 @@ def make_model(cell_size=args.cell_size):
     )
 
 
+def collect():
+    """Collect the PETSc objects of earlier runs on every rank at once.
+
+    Left to the garbage collector, a rank destroyed them inside another rank's collective
+    call and both hung (seen under mpirun -n 2, in about one run of three): the automatic
+    collector is off (``gc.disable()`` below) and this runs before every solve.
+    """
+    gc.collect()
+    comm.barrier()
+
+
+gc.disable()
+
+
 def run(model, steps, **options):
     """The heat front; returns the temperatures per step, the micro solves and seconds."""
+    collect()
     plate = mesh.create_unit_square(comm, args.nx, args.nx)
     x = ufl.SpatialCoordinate(plate)
     heat = TransientHeat(
@@ -152,6 +171,7 @@ def finite_strain():
     )
 
     def solve(**options):
+        collect()
         plate = mesh.create_unit_square(comm, n, n)
         problem = StaticElasticity(
             plate,
