@@ -40,6 +40,7 @@ lint:
 bench:
 	$(RUN) python3 benchmarks/cell_conductivity.py
 	$(RUN) python3 benchmarks/reduced_basis.py
+	$(RUN) python3 benchmarks/adaptivity.py
 	$(RUN) python3 benchmarks/fe2_heat.py
 	$(RUN) python3 benchmarks/fe2_elasticity.py
 	$(RUN) python3 benchmarks/cell_permeability.py

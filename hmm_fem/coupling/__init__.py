@@ -1,5 +1,11 @@
 """Coupling of micro models to macro UFL problems: operators, dispatch, cache, Newton."""
 
+from .adaptivity import (
+    ActivationStatistics,
+    ActivationStrategy,
+    AdaptiveActivation,
+    SimilarityActivation,
+)
 from .dispatch import Dispatcher, MacroClock, MicroStatistics
 from .failure import FailurePolicy, MicroFailureError, MicroTimeoutError
 from .operator import MicroCoupling, coupling_of, effective_flux, micro_operator
@@ -13,6 +19,10 @@ from .problem import (
 )
 
 __all__ = [
+    "ActivationStrategy",
+    "ActivationStatistics",
+    "AdaptiveActivation",
+    "SimilarityActivation",
     "Dispatcher",
     "MacroClock",
     "MicroStatistics",

@@ -228,6 +228,12 @@ class Dispatcher:
             MPMD): ``comm`` must then be ``workers.comm``, the macro ranks call the
             dispatcher as usual and the worker ranks call ``workers.serve(dispatcher)``.
             Needs ``strategy="pool"``.
+        activation: Which states are solved and how the others are answered: an
+            :class:`~hmm_fem.coupling.adaptivity.ActivationStrategy` such as
+            :class:`~hmm_fem.coupling.adaptivity.AdaptiveActivation` (one relative
+            tolerance) or the Micro Manager baseline
+            :class:`~hmm_fem.coupling.adaptivity.SimilarityActivation`; ``None`` (the
+            default): every distinct state is solved.
 
     Attributes:
         clock: The :class:`MacroClock` (time, time step, step, iteration) the macro solver
@@ -252,14 +258,31 @@ class Dispatcher:
         failure_policy: FailurePolicy | None = None,
         strategy: str | None = None,
         workers: _pool.MicroWorkers | None = None,
+        activation=None,
     ):
         tolerance = np.asarray(state_tolerance, dtype=np.float64)
         if np.any(tolerance < 0) or not np.all(np.isfinite(tolerance)):
             raise ValueError(f"state_tolerance must be finite and >= 0, got {state_tolerance}")
         if int(cache_size) < 1:
             raise ValueError(f"cache_size must be >= 1, got {cache_size}")
+        from_environment = strategy is None
         if strategy is None:
             strategy = os.environ.get("HMM_FEM_DISPATCH_STRATEGY", "blocks")
+        if activation is not None and strategy == "pool":
+            # An activation strategy predicts from every solved state, so it needs every
+            # result on every rank (rank-independent decisions): the fixed blocks.
+            message = (
+                "an activation strategy (activation=...) needs every solved state on every "
+                "rank, which the dynamic pool does not keep"
+            )
+            if not from_environment or workers is not None:
+                raise ValueError(f'{message}: use strategy="blocks" (the default)')
+            warnings.warn(
+                f"{message}: HMM_FEM_DISPATCH_STRATEGY=pool ignored for this dispatcher, "
+                "which deals its solves in fixed blocks",
+                stacklevel=2,
+            )
+            strategy = "blocks"
         if strategy not in _pool.STRATEGIES:
             raise ValueError(
                 f"strategy must be one of {', '.join(map(repr, _pool.STRATEGIES))}, got "
@@ -297,6 +320,16 @@ class Dispatcher:
             )
         self.failure_policy = failure_policy or FailurePolicy()
         self._remedies = self.failure_policy.remedy_sequence(model)
+        self.activation = activation
+        if activation is not None:
+            from .adaptivity import ActivationStrategy
+
+            if not isinstance(activation, ActivationStrategy):
+                raise TypeError(
+                    "activation must be a hmm_fem.coupling.ActivationStrategy (e.g. "
+                    f"AdaptiveActivation(1e-3)), got {type(activation).__name__}"
+                )
+            activation.check_model(model)
         self.last_substituted = np.zeros(0, dtype=bool)
         # This rank's point evaluations and substituted ones since the dispatcher was made
         # (the run-wide failure budget, FailurePolicy.max_run_fraction).
@@ -569,12 +602,21 @@ class Dispatcher:
 
         n = states.shape[0]
         width = states.shape[1]
+        if self.activation is not None:  # collective
+            states, keys = self.activation.redirect(self, states, keys, ids)
         unique_keys, first, inverse = np.unique(
             keys, axis=0, return_index=True, return_inverse=True
         )
         inverse = inverse.reshape(-1)
         key_bytes = [row.tobytes() for row in unique_keys]
         missing = [i for i, kb in enumerate(key_bytes) if kb not in self._cache]
+        predicted: dict[bytes, dict] = {}
+        if self.activation is not None:  # collective: solves or answers every missing key
+            predicted = self.activation.resolve(
+                self, unique_keys[missing], states[first[missing]], ids[first[missing]]
+            )
+            done = self._cache.keys() | predicted.keys()
+            missing = [i for i in missing if key_bytes[i] not in done]
         # The smallest global point id needing each key: a rank-independent label.
         first_ids = np.full(len(unique_keys), np.iinfo(np.int64).max, dtype=np.int64)
         np.minimum.at(first_ids, inverse, ids)
@@ -667,6 +709,8 @@ class Dispatcher:
         for kb in key_bytes:
             if kb in substituted:
                 result, code = substituted[kb]
+            elif kb in predicted:
+                result, code = predicted[kb], None
             else:
                 self._cache.move_to_end(kb)
                 result, code = self._cache[kb]
@@ -697,7 +741,61 @@ class Dispatcher:
             solutions = {}
         if self.workers is not None and self.workers.is_worker:
             return None  # a dedicated worker has no points to answer
-        return model.respond(solutions, inputs, parameters)
+        response = model.respond(solutions, inputs, parameters)
+        if self.activation is not None:
+            response.solutions.update(self.activation.point_fields(key_bytes, inverse))
+        return response
+
+    # -- what activation strategies use (hmm_fem.coupling.adaptivity) ---------------------------
+    def cached_results(self):
+        """``(key bytes, result dict)`` of every cached solve (the same on every rank)."""
+        return ((kb, result) for kb, (result, _) in self._cache.items())
+
+    def grid_states(self, rows: np.ndarray) -> np.ndarray:
+        """The states at which keys' state columns (``rows``) were solved."""
+        return self._grid_states(rows, rows)
+
+    def solve_keys(self, keys: np.ndarray, states: np.ndarray, ids: np.ndarray) -> dict:
+        """Solve rank-identical keys, dealt over the ranks; results shared and cached.
+
+        Collective. For models without history (activation strategies); a failure raises
+        :class:`~hmm_fem.micro.MicroSolveError` on every rank.
+
+        Args:
+            keys: ``(q, m)`` keys (the same on every rank, in the same order).
+            states: ``(q, s)`` their states.
+            ids: ``(q,)`` a global point id needing each.
+
+        Returns:
+            Key bytes -> seconds of its solve.
+        """
+        comm, model = self.comm, self.model
+        width = states.shape[1] if states.ndim == 2 else 0
+        states = self._grid_states(keys[:, :width], states)
+        bounds = np.linspace(0, len(keys), comm.size + 1).astype(int)
+        solved, error = [], None
+        start = time.perf_counter()
+        for g in range(bounds[comm.rank], bounds[comm.rank + 1]):
+            began = time.perf_counter()
+            try:
+                result, _ = self._attempt(states[g], self._context(keys[g], width, int(ids[g])))
+            except Exception as exc:  # noqa: BLE001 - raised collectively below
+                self.statistics.failures += 1
+                error = MicroSolveError(
+                    f"micro solve failed for state {_format_state(model.state_names, states[g])}"
+                    f": {type(exc).__name__}: {exc}"
+                )
+                break
+            solved.append((keys[g].tobytes(), result, time.perf_counter() - began))
+        self.statistics.micro_seconds += time.perf_counter() - start
+        self.statistics.micro_solves += len(solved)
+        self._raise_if_any(error)
+        seconds = {}
+        for part in comm.allgather(solved) if comm.size > 1 else [solved]:
+            for kb, result, spent in part:
+                self._cache[kb] = (result, None)
+                seconds[kb] = spent
+        return seconds
 
     def _solve_keys(self, indices, global_keys, global_states, global_ids, width):
         """Solve the global keys ``indices`` here, in that order (an iterable of ints).

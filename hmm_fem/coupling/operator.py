@@ -307,6 +307,7 @@ def micro_operator(
     failure_policy: FailurePolicy | None = None,
     strategy: str | None = None,
     workers=None,
+    activation=None,
     name: str = "micro_response",
 ) -> FEMExternalOperator:
     """A UFL expression whose values at the quadrature points come from ``model``.
@@ -329,6 +330,8 @@ def micro_operator(
         workers: Dedicated micro worker ranks (a
             :class:`~hmm_fem.coupling.pool.MicroWorkers`; then ``comm`` is
             ``workers.comm`` and the mesh lives on ``workers.macro_comm``).
+        activation: Which micro states are solved (see :class:`Dispatcher`,
+            :mod:`hmm_fem.coupling.adaptivity`); default: all.
         name: Name of the operator's coefficient.
 
     Returns:
@@ -343,6 +346,7 @@ def micro_operator(
         failure_policy=failure_policy,
         strategy=strategy,
         workers=workers,
+        activation=activation,
     )
     coupling = MicroCoupling(model, mesh, operands, parameters or {}, quadrature_degree, dispatcher)
     operator = FEMExternalOperator(

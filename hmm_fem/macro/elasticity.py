@@ -146,8 +146,8 @@ class StaticElasticity:
         quadrature_degree: Quadrature degree at which the micro model is evaluated (and
             every integral of the residual is computed).
         petsc_options: Extra SNES options (see :class:`~hmm_fem.coupling.NonlinearProblem`).
-        **coupling_options: ``state_tolerance``, ``progress``, ``cache_size``
-            (see :func:`~hmm_fem.coupling.micro_operator`).
+        **coupling_options: ``state_tolerance``, ``progress``, ``cache_size``,
+            ``failure_policy``, ``activation`` (see :func:`~hmm_fem.coupling.micro_operator`).
 
     Attributes:
         u: The displacement.

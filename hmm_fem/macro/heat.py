@@ -46,7 +46,7 @@ class SteadyHeat:
         initial_temperature: Initial guess (number).
         petsc_options: Extra SNES options.
         **coupling_options: ``state_tolerance``, ``progress``, ``cache_size``,
-            ``failure_policy``, ``strategy``, ``workers``, ``comm`` (see
+            ``failure_policy``, ``strategy``, ``workers``, ``comm``, ``activation`` (see
             :func:`~hmm_fem.coupling.micro_operator`).
     """
 
