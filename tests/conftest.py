@@ -6,6 +6,15 @@ import pytest
 from mpi4py import MPI
 
 
+# Under mpirun, automatic garbage collection would run at different moments on the ranks,
+# and a collected PETSc or DOLFINx object on a parallel communicator is destroyed
+# collectively: one rank inside such a destroy and the other elsewhere hang (seen once in
+# three 2-rank runs of the adaptivity tests). So the ranks collect only together, after
+# every test (below).
+if MPI.COMM_WORLD.size > 1:
+    gc.disable()
+
+
 @pytest.fixture(autouse=True)
 def _collect_and_sync():
     yield
