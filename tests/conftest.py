@@ -5,7 +5,6 @@ import gc
 import pytest
 from mpi4py import MPI
 
-
 # Under mpirun, automatic garbage collection would run at different moments on the ranks,
 # and a collected PETSc or DOLFINx object on a parallel communicator is destroyed
 # collectively: one rank inside such a destroy and the other elsewhere hang (seen once in

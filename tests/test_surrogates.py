@@ -137,6 +137,29 @@ def test_gp_falls_back_above_the_tolerance_and_learns_from_the_fallbacks():
     assert np.mean(errors > 1.2 * tolerance) <= 0.05, np.sort(errors)[-10:]
 
 
+def test_gp_waits_for_training_states_that_span_the_state_space():
+    """States all on one line (one temperature, as at the start of a transient run from a
+    uniform field) cannot fit the linear trend in (T, f): the surrogate falls back at every
+    state instead of failing, and answers once the training set spans the plane."""
+    model = Laminate()
+    surrogate = GaussianProcessSurrogate(model, 1e-2, comm=MPI.COMM_SELF)
+    dispatcher = Dispatcher(surrogate, MPI.COMM_SELF)
+    line = np.column_stack([np.full(20, 350.0), np.linspace(0.2, 0.6, 20)])
+    dispatcher.evaluate(
+        {"T": line[:, 0], "grad_T": np.tile([1.0, 0.0], (20, 1))}, {"f": line[:, 1]}
+    )
+    assert surrogate.statistics.fallbacks == 20 and surrogate.statistics.surrogate_answers == 0
+    states = random_states(40, 7)
+    dispatcher.evaluate(
+        {"T": states[:, 0], "grad_T": np.tile([1.0, 0.0], (40, 1))}, {"f": states[:, 1]}
+    )
+    later = random_states(40, 8)
+    dispatcher.evaluate(
+        {"T": later[:, 0], "grad_T": np.tile([1.0, 0.0], (40, 1))}, {"f": later[:, 1]}
+    )
+    assert surrogate.statistics.surrogate_answers > 0
+
+
 def test_gp_save_and_load_answer_alike_and_check_the_model(tmp_path):
     model = Laminate()
     surrogate = GaussianProcessSurrogate(model, 1e-3, comm=MPI.COMM_SELF, identity="laminate")

@@ -495,6 +495,13 @@ class GaussianProcessSurrogate(MicroModel):
         if n < 2:
             self._gp = None
             return
+        # The linear trend needs training states that span the state space affinely (e.g.
+        # not all at one temperature, as at the start of a transient run from a uniform
+        # field): until they do, there is no process and every state falls back.
+        trend = np.column_stack([np.ones(n), self._X - self._X.mean(axis=0)])
+        if np.linalg.matrix_rank(trend) < trend.shape[1]:
+            self._gp = None
+            return
         # Length scales are refitted when the set has grown by a quarter (on rank 0, so
         # that every rank uses bitwise the same ones); between refits only refactorised.
         lengths = None if self._gp is None else self._gp.lengths
