@@ -192,7 +192,8 @@ def test_the_cache_key_follows_the_arguments_and_a_bad_entry_is_replaced(cache_d
     assert a.num_cells != b.num_cells and len(list(cache_dir.glob("*.npz"))) == 2
     for entry in cache_dir.glob("*.npz"):
         entry.write_bytes(b"not a cache entry")
-    c = cache.cached_cell("square", 0.3, mesh_size=0.2)  # unreadable: generated again
+    with pytest.warns(UserWarning, match="unreadable.*meshed anew"):
+        c = cache.cached_cell("square", 0.3, mesh_size=0.2)  # unreadable: generated again
     same_cell(a, c)
     same_cell(a, cache.cached_cell("square", 0.3, mesh_size=0.2))  # and stored again
     with pytest.raises(ValueError, match="generator='sphere' is not a cell generator"):

@@ -133,7 +133,14 @@ def cached_cell(generator: str, *args, **kwargs):
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in ("x", "topology", "values")}
                 meta = json.loads(str(data["meta"]))
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError) as exc:
+            import warnings
+
+            warnings.warn(
+                f"cell cache entry {path} is unreadable ({type(exc).__name__}: {exc}); the "
+                "cell is meshed anew with gmsh and the entry overwritten",
+                stacklevel=2,
+            )
             meta = None  # unreadable: generate and overwrite below
         if meta is not None:
             mesh, tags = _mesh_from_arrays(
